@@ -1,0 +1,40 @@
+//! Command-line interface: one subcommand per capability.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod serve;
+
+/// Pilothouse: multi-cluster GitOps monitoring control plane.
+///
+/// Renders each cluster's desired state from Git, syncs it, detects drift,
+/// aggregates pod errors into incidents, and backs up and migrates clusters.
+#[derive(Debug, Parser)]
+#[command(name = "pilothouse", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the Pilothouse service (REST API, sync, drift and pod watchers).
+    Serve(serve::ServeArgs),
+}
+
+impl Cli {
+    /// Runs the chosen command and turns its outcome into the process exit code.
+    pub fn run(self) -> ExitCode {
+        let outcome = match self.command {
+            Command::Serve(args) => serve::run(args),
+        };
+        match outcome {
+            Ok(code) => code,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

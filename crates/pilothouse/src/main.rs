@@ -1,0 +1,9 @@
+//! The `pilothouse` binary: parses the command line and hands over to a command.
+
+use clap::Parser;
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::Cli::parse().run()
+}
