@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in cargo go git kubectl; do
+for tool in cargo go git kubectl python3; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -17,6 +17,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "  go:      Go >= 1.25, builds the kube-apiserver/etcd test binaries" >&2
   echo "  git:     the git CLI, used by the GitOps tests" >&2
   echo "  kubectl: the Kubernetes CLI (with its built-in kustomize), the tests' reference client" >&2
+  echo "  python3: with venv, installs openapi-spec-validator, the OpenAPI document's checker" >&2
   exit 1
 fi
 
@@ -31,6 +32,15 @@ bash scripts/install-test-binaries.sh
 for extra in scripts/install-promtool.sh; do
   if [ -f "$extra" ]; then bash "$extra"; fi
 done
+
+step "openapi-spec-validator"
+venv="$cache/venv"
+if [ ! -x "$venv/bin/openapi-spec-validator" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check openapi-spec-validator==0.9.0
+fi
+export PILOTHOUSE_OPENAPI_VALIDATOR="$venv/bin/openapi-spec-validator"
+echo "$PILOTHOUSE_OPENAPI_VALIDATOR"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod render;
 mod serve;
 
 /// Pilothouse: multi-cluster GitOps monitoring control plane.
@@ -21,6 +22,8 @@ pub struct Cli {
 enum Command {
     /// Run the Pilothouse service (REST API, sync, drift and pod watchers).
     Serve(serve::ServeArgs),
+    /// Render a directory's desired state (a kustomization) to YAML on stdout.
+    Render(render::RenderArgs),
 }
 
 impl Cli {
@@ -28,6 +31,7 @@ impl Cli {
     pub fn run(self) -> ExitCode {
         let outcome = match self.command {
             Command::Serve(args) => serve::run(args),
+            Command::Render(args) => render::run(args),
         };
         match outcome {
             Ok(code) => code,

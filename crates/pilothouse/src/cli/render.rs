@@ -1,0 +1,61 @@
+//! `pilothouse render`: print a directory's rendered desired state.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use pilothouse_render::{Cloud, CloudProfiles, RenderOptions};
+
+/// Options of `pilothouse render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Directory holding a kustomization (kustomization.yaml, .yml or
+    /// Kustomization).
+    dir: PathBuf,
+    /// Apply this cloud's profile (storage classes, load-balancer
+    /// annotations) after rendering.
+    #[arg(long, value_parser = parse_cloud)]
+    cloud: Option<Cloud>,
+    /// Cloud profiles file; by default gitops/clouds.yaml of the repository
+    /// enclosing DIR, or the built-in profiles when there is none.
+    #[arg(long, requires = "cloud")]
+    clouds: Option<PathBuf>,
+}
+
+fn parse_cloud(s: &str) -> Result<Cloud, String> {
+    s.parse()
+}
+
+/// Renders and prints the objects as multi-document YAML, written at once so
+/// that a failure leaves stdout empty.
+pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
+    let mut options = RenderOptions::default();
+    if let Some(cloud) = args.cloud {
+        let profiles = match args.clouds.as_deref() {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("{}: cannot read cloud profiles", path.display()))?;
+                CloudProfiles::from_yaml(&text, path)?
+            }
+            None => match CloudProfiles::discover(&args.dir) {
+                Some(path) => CloudProfiles::load(&path)?,
+                None => CloudProfiles::default(),
+            },
+        };
+        options.cloud_profile = Some(profiles.get(cloud).clone());
+    }
+    let objects = pilothouse_render::render_dir(&args.dir, &options)?;
+    let text = pilothouse_render::to_yaml(&objects);
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        // The reader went away (`pilothouse render … | head`): not our error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(e).context("writing to stdout"),
+    }
+}

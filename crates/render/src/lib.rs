@@ -1,0 +1,132 @@
+//! Rendering of desired state, kustomize-compatible and without kustomize.
+//!
+//! This crate owns turning a directory holding a kustomization (a base, a
+//! cloud overlay, a per-cluster overlay …) into the list of Kubernetes
+//! objects `kubectl kustomize` would print for it — same objects, same
+//! order, same field values, same generated names — and the cloud profiles
+//! (storage classes, load-balancer annotations) applied on top.
+//!
+//! The centre is pure: transformers, patches, generators and name-reference
+//! rewriting take values and return values. Only the `load` module reads
+//! files; it refuses files outside a kustomization's root (as kustomize does)
+//! and files over a size limit. Only the `yaml` module knows YAML syntax. No network, no clock, no environment, no global
+//! state: rendering is deterministic and safe to run from many threads.
+//!
+//! It must not: fetch remote bases (URLs and git references are a clear
+//! error), run plugins, or silently skip a kustomization feature it does not
+//! implement (that is an error naming the field).
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use pilothouse_render::{render_dir, to_yaml, RenderOptions};
+//!
+//! let objects = render_dir(Path::new("overlays/aks"), &RenderOptions::default())?;
+//! print!("{}", to_yaml(&objects));
+//! # Ok::<(), pilothouse_render::RenderError>(())
+//! ```
+
+mod build;
+pub mod cloud;
+mod error;
+mod fieldspec;
+mod generator;
+mod kustomization;
+mod load;
+mod nameref;
+mod patch;
+mod replacement;
+mod resource;
+mod schema;
+mod select;
+mod transform;
+mod yaml;
+
+use std::path::Path;
+
+use serde_json::Value;
+
+pub use crate::cloud::{Cloud, CloudProfile, CloudProfiles};
+pub use crate::error::RenderError;
+pub use crate::yaml::YamlError;
+
+/// The default limit on the size of any one file read while rendering.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// How to render.
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    /// Files larger than this are refused.
+    pub max_file_bytes: u64,
+    /// A cloud profile to apply to the rendered objects.
+    pub cloud_profile: Option<CloudProfile>,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions {
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            cloud_profile: None,
+        }
+    }
+}
+
+/// Renders the kustomization in `dir` to the objects `kubectl kustomize dir`
+/// prints, in the same order.
+pub fn render_dir(dir: &Path, options: &RenderOptions) -> Result<Vec<Value>, RenderError> {
+    let loader = load::Loader {
+        max_file_bytes: options.max_file_bytes,
+    };
+    let dir = std::fs::canonicalize(dir).map_err(|source| RenderError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    if !dir.is_dir() {
+        return Err(RenderError::MissingKustomization { dir });
+    }
+    let top_file = loader.kustomization_file(&dir)?;
+    let mut builder = build::Builder::new(&loader);
+    let accumulated = builder.accumulate_top(&dir)?;
+    let mut resources = accumulated.resources;
+
+    for res in resources.iter_mut().filter(|r| r.needs_hash) {
+        let hash = generator::content_hash(&res.obj);
+        res.store_prev_id();
+        let name = format!("{}-{hash}", res.name());
+        res.set_name(&name);
+    }
+    nameref::fix_name_references(&mut resources).map_err(|message| RenderError::Transform {
+        file: top_file.clone(),
+        field: "(name references)".into(),
+        message,
+    })?;
+    if accumulated.order != "fifo" {
+        build::legacy_sort(
+            &mut resources,
+            accumulated.order_first.as_deref(),
+            accumulated.order_last.as_deref(),
+        );
+    }
+    let mut objects: Vec<Value> = resources
+        .into_iter()
+        .map(|mut r| {
+            build::finalize(&mut r);
+            Value::Object(r.obj)
+        })
+        .collect();
+    if let Some(profile) = &options.cloud_profile {
+        cloud::apply(profile, &mut objects);
+    }
+    Ok(objects)
+}
+
+/// Writes objects as the multi-document YAML `kubectl kustomize` prints
+/// (documents separated by `---`).
+pub fn to_yaml(objects: &[Value]) -> String {
+    yaml::write_documents(objects)
+}
+
+/// Parses a multi-document YAML text the way rendering reads resource files
+/// (empty documents are `Null`).
+pub fn parse_yaml(text: &str) -> Result<Vec<Value>, YamlError> {
+    yaml::parse_documents(text)
+}

@@ -1,0 +1,164 @@
+//! The file-loading layer: the only module that touches the file system.
+//! It enforces kustomize's load restriction (files must lie in or below
+//! the kustomization root once symbolic links are resolved) and the size
+//! limit.
+
+use std::fs;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use crate::error::RenderError;
+
+/// What a kustomization entry points at.
+#[derive(Debug)]
+pub(crate) enum Target {
+    /// A local directory (canonical path).
+    Dir(PathBuf),
+    /// A local file (canonical path).
+    File(PathBuf),
+}
+
+/// Reads files with limits.
+#[derive(Debug, Clone)]
+pub(crate) struct Loader {
+    pub max_file_bytes: u64,
+}
+
+/// Whether an entry names a remote resource (URL or git repository).
+pub(crate) fn looks_remote(entry: &str) -> bool {
+    let lower = entry.to_ascii_lowercase();
+    lower.contains("://")
+        || lower.starts_with("git@")
+        || lower.starts_with("git::")
+        || lower.starts_with("github.com/")
+        || lower.starts_with("gitlab.com/")
+        || lower.starts_with("bitbucket.org/")
+        || lower.contains("?ref=")
+        || lower.contains(".git//")
+}
+
+impl Loader {
+    /// Resolves `entry` (from the kustomization `file` in directory `dir`,
+    /// field `field`) to a directory or a file. Files must stay within
+    /// `root`; directories may be anywhere (they are kustomizations).
+    pub fn resolve(
+        &self,
+        dir: &Path,
+        root: &Path,
+        entry: &str,
+        file: &Path,
+        field: &str,
+    ) -> Result<Target, RenderError> {
+        let joined = dir.join(entry);
+        let canonical = match fs::canonicalize(&joined) {
+            Ok(p) => p,
+            Err(_) => {
+                if looks_remote(entry) {
+                    return Err(RenderError::RemoteNotSupported {
+                        file: file.to_path_buf(),
+                        field: field.to_string(),
+                        target: entry.to_string(),
+                    });
+                }
+                return Err(RenderError::NotFound {
+                    file: file.to_path_buf(),
+                    field: field.to_string(),
+                    target: joined,
+                });
+            }
+        };
+        let meta = fs::metadata(&canonical).map_err(|source| RenderError::Io {
+            path: canonical.clone(),
+            source,
+        })?;
+        if meta.is_dir() {
+            return Ok(Target::Dir(canonical));
+        }
+        if !canonical.starts_with(root) {
+            return Err(RenderError::OutsideRoot {
+                file: file.to_path_buf(),
+                field: field.to_string(),
+                entry: entry.to_string(),
+                target: canonical,
+                root: root.to_path_buf(),
+            });
+        }
+        Ok(Target::File(canonical))
+    }
+
+    /// Resolves an entry that must be a file within the root.
+    pub fn resolve_file(
+        &self,
+        dir: &Path,
+        entry: &str,
+        file: &Path,
+        field: &str,
+    ) -> Result<PathBuf, RenderError> {
+        match self.resolve(dir, dir, entry, file, field)? {
+            Target::File(p) => Ok(p),
+            Target::Dir(p) => Err(RenderError::InvalidKustomization {
+                file: file.to_path_buf(),
+                field: field.to_string(),
+                message: format!("{} is a directory, a file is expected", p.display()),
+            }),
+        }
+    }
+
+    /// Reads a file's bytes, refusing files over the size limit.
+    pub fn read_bytes(&self, path: &Path) -> Result<Vec<u8>, RenderError> {
+        let io = |source| RenderError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let f = fs::File::open(path).map_err(io)?;
+        let size = f.metadata().map_err(io)?.len();
+        if size > self.max_file_bytes {
+            return Err(RenderError::TooLarge {
+                path: path.to_path_buf(),
+                size,
+                limit: self.max_file_bytes,
+            });
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        // Read at most one byte past the limit, in case the file grows.
+        f.take(self.max_file_bytes + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        if bytes.len() as u64 > self.max_file_bytes {
+            return Err(RenderError::TooLarge {
+                path: path.to_path_buf(),
+                size: bytes.len() as u64,
+                limit: self.max_file_bytes,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Reads a UTF-8 text file.
+    pub fn read_text(&self, path: &Path) -> Result<String, RenderError> {
+        let bytes = self.read_bytes(path)?;
+        String::from_utf8(bytes).map_err(|e| RenderError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })
+    }
+
+    /// Finds the kustomization file of a directory.
+    pub fn kustomization_file(&self, dir: &Path) -> Result<PathBuf, RenderError> {
+        let found: Vec<&str> = crate::kustomization::FILE_NAMES
+            .iter()
+            .copied()
+            .filter(|name| dir.join(name).is_file())
+            .collect();
+        match found.as_slice() {
+            [] => Err(RenderError::MissingKustomization {
+                dir: dir.to_path_buf(),
+            }),
+            [one] => Ok(dir.join(one)),
+            many => Err(RenderError::MultipleKustomizations {
+                dir: dir.to_path_buf(),
+                names: many.iter().map(|s| s.to_string()).collect(),
+            }),
+        }
+    }
+}
