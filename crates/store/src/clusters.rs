@@ -1,0 +1,579 @@
+//! The cluster registry: registered clusters, their sealed credentials and
+//! the results of connectivity checks.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use crate::store::now_ms;
+use crate::{Cloud, SealedSecret, Store, StoreError};
+
+/// Columns of `clusters` that make a [`Cluster`], in the order
+/// [`cluster_from_row`] reads them. A macro so queries stay `&'static str`.
+macro_rules! cluster_columns {
+    () => {
+        "name, cloud, cloud_source, server_url, context, labels, kubernetes_version, \
+         reachability, last_error, last_check_at, next_check_at, consecutive_failures, \
+         created_at, updated_at"
+    };
+}
+
+/// The context a cluster's credentials are sealed with (bound as associated
+/// data): `cluster:NAME`. Seal with it before [`Store::insert_cluster`] and
+/// open [`Store::cluster_credentials`] with it.
+pub fn cluster_credentials_context(name: &str) -> String {
+    format!("cluster:{name}")
+}
+
+/// How a cluster's cloud was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CloudSource {
+    /// Given by the user at registration (or later by an update).
+    Declared,
+    /// Detected from the server URL, the exec plugin or the nodes.
+    Detected,
+    /// Nothing was declared or detected: [`Cloud::Other`].
+    Default,
+}
+
+impl CloudSource {
+    /// The lowercase name used in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloudSource::Declared => "declared",
+            CloudSource::Detected => "detected",
+            CloudSource::Default => "default",
+        }
+    }
+}
+
+impl fmt::Display for CloudSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CloudSource {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            CloudSource::Declared,
+            CloudSource::Detected,
+            CloudSource::Default,
+        ]
+        .into_iter()
+        .find(|source| source.as_str() == s)
+        .ok_or_else(|| format!("unknown cloud source `{s}`"))
+    }
+}
+
+/// Whether the last connectivity check reached the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reachability {
+    /// Never checked.
+    Unknown,
+    /// The last check got the server version.
+    Reachable,
+    /// The last check failed.
+    Unreachable,
+}
+
+impl Reachability {
+    /// Every value, in a stable order.
+    pub const ALL: [Reachability; 3] = [
+        Reachability::Unknown,
+        Reachability::Reachable,
+        Reachability::Unreachable,
+    ];
+
+    /// The lowercase name used in the API, metrics and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reachability::Unknown => "unknown",
+            Reachability::Reachable => "reachable",
+            Reachability::Unreachable => "unreachable",
+        }
+    }
+}
+
+impl fmt::Display for Reachability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Reachability {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Reachability::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown reachability `{s}`"))
+    }
+}
+
+/// A cluster to register.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCluster {
+    /// Unique name (validated by the caller).
+    pub name: String,
+    /// The cloud it runs on.
+    pub cloud: Cloud,
+    /// How `cloud` was decided.
+    pub cloud_source: CloudSource,
+    /// The API server URL from the kubeconfig.
+    pub server_url: String,
+    /// The kubeconfig context used.
+    pub context: String,
+    /// User labels.
+    pub labels: BTreeMap<String, String>,
+    /// Server version, if known; a `check` with a version takes precedence.
+    pub kubernetes_version: Option<String>,
+    /// The kubeconfig, sealed with the master key under
+    /// [`cluster_credentials_context`].
+    pub credentials: SealedSecret,
+    /// The connectivity check made at registration, if any. Without one the
+    /// cluster is `Unknown` and due for a check at once.
+    pub check: Option<CheckRecord>,
+}
+
+/// A registered cluster. It deliberately has no credentials: those are read
+/// only through [`Store::cluster_credentials`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cluster {
+    /// Unique name.
+    pub name: String,
+    /// The cloud it runs on.
+    pub cloud: Cloud,
+    /// How `cloud` was decided.
+    pub cloud_source: CloudSource,
+    /// The API server URL.
+    pub server_url: String,
+    /// The kubeconfig context used.
+    pub context: String,
+    /// User labels.
+    pub labels: BTreeMap<String, String>,
+    /// Server version from the last successful check (kept while unreachable).
+    pub kubernetes_version: Option<String>,
+    /// Result of the last connectivity check.
+    pub reachability: Reachability,
+    /// Error of the last check, if it failed.
+    pub last_error: Option<String>,
+    /// When it was last checked (unix ms).
+    pub last_check_at: Option<i64>,
+    /// When it is due for the next check (unix ms); `None`: due now.
+    pub next_check_at: Option<i64>,
+    /// Failed checks in a row (drives the backoff).
+    pub consecutive_failures: u32,
+    /// When it was registered (unix ms).
+    pub created_at: i64,
+    /// When its registration (labels, cloud) last changed (unix ms); checks
+    /// do not change it.
+    pub updated_at: i64,
+}
+
+/// Which clusters to list, one page at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterQuery {
+    /// Only clusters on this cloud.
+    pub cloud: Option<Cloud>,
+    /// Only clusters having all of these labels with these values.
+    pub labels: Vec<(String, String)>,
+    /// Keyset cursor: only clusters whose name sorts after this one
+    /// ([`ClusterPage::next`] of the previous page).
+    pub after: Option<String>,
+    /// Page size, clamped to `1..=ClusterQuery::MAX_LIMIT`.
+    pub limit: u32,
+}
+
+impl ClusterQuery {
+    /// The largest page.
+    pub const MAX_LIMIT: u32 = 500;
+    /// The page size of [`ClusterQuery::default`].
+    pub const DEFAULT_LIMIT: u32 = 100;
+}
+
+impl Default for ClusterQuery {
+    /// All clusters, first page of [`ClusterQuery::DEFAULT_LIMIT`].
+    fn default() -> Self {
+        ClusterQuery {
+            cloud: None,
+            labels: Vec::new(),
+            after: None,
+            limit: ClusterQuery::DEFAULT_LIMIT,
+        }
+    }
+}
+
+/// One page of clusters in name order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterPage {
+    /// The clusters of this page.
+    pub items: Vec<Cluster>,
+    /// Cursor for the next page ([`ClusterQuery::after`]); `None` on the last.
+    pub next: Option<String>,
+}
+
+/// A change to a cluster's registration; `None` fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterUpdate {
+    /// Replaces all labels when given.
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Sets the cloud; its source becomes [`CloudSource::Declared`].
+    pub cloud: Option<Cloud>,
+}
+
+/// The result of one connectivity check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckRecord {
+    /// Whether the server version could be read.
+    pub reachable: bool,
+    /// The server version, when reachable. `None` keeps the last known one.
+    pub kubernetes_version: Option<String>,
+    /// What failed, when unreachable (never contains secrets).
+    pub error: Option<String>,
+    /// When the check ran (unix ms).
+    pub checked_at: i64,
+    /// When the next check is due (unix ms), after backoff.
+    pub next_check_at: i64,
+    /// Failed checks in a row, including this one.
+    pub consecutive_failures: u32,
+}
+
+impl CheckRecord {
+    fn reachability(&self) -> Reachability {
+        if self.reachable {
+            Reachability::Reachable
+        } else {
+            Reachability::Unreachable
+        }
+    }
+}
+
+impl Store {
+    /// Registers a cluster. A cluster of the same name is
+    /// [`StoreError::Conflict`].
+    pub async fn insert_cluster(&self, new: &NewCluster) -> Result<Cluster, StoreError> {
+        let now = now_ms();
+        let check = new.check.as_ref();
+        let version = check
+            .and_then(|c| c.kubernetes_version.as_ref())
+            .or(new.kubernetes_version.as_ref());
+        let sql = concat!(
+            "INSERT INTO clusters (name, cloud, cloud_source, server_url, context, labels, \
+                 kubernetes_version, credentials_key_id, credentials_nonce, \
+                 credentials_ciphertext, reachability, last_error, last_check_at, \
+                 next_check_at, consecutive_failures, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             RETURNING ",
+            cluster_columns!()
+        );
+        let row = sqlx::query(sql)
+            .bind(&new.name)
+            .bind(new.cloud.as_str())
+            .bind(new.cloud_source.as_str())
+            .bind(&new.server_url)
+            .bind(&new.context)
+            .bind(labels_json(&new.labels))
+            .bind(version)
+            .bind(&new.credentials.key_id)
+            .bind(&new.credentials.nonce)
+            .bind(&new.credentials.ciphertext)
+            .bind(
+                check
+                    .map_or(Reachability::Unknown, CheckRecord::reachability)
+                    .as_str(),
+            )
+            .bind(check.and_then(|c| c.error.as_ref()))
+            .bind(check.map(|c| c.checked_at))
+            .bind(check.map(|c| c.next_check_at))
+            .bind(check.map_or(0, |c| i64::from(c.consecutive_failures)))
+            .bind(now)
+            .bind(now)
+            .fetch_one(&self.writer)
+            .await
+            .map_err(|e| StoreError::from_write(e, || format!("cluster `{}`", new.name)))?;
+        cluster_from_row(&row)
+    }
+
+    /// The cluster of this name, if registered.
+    pub async fn get_cluster(&self, name: &str) -> Result<Option<Cluster>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            cluster_columns!(),
+            " FROM clusters WHERE name = ?"
+        );
+        let row = sqlx::query(sql)
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(cluster_from_row).transpose()
+    }
+
+    /// One page of the clusters matching `query`, in name order.
+    pub async fn list_clusters(&self, query: &ClusterQuery) -> Result<ClusterPage, StoreError> {
+        let limit = query.limit.clamp(1, ClusterQuery::MAX_LIMIT);
+        let mut sql = list_query(query, limit);
+        let rows = sql.build().fetch_all(&self.reader).await?;
+
+        let mut items = rows
+            .iter()
+            .map(cluster_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|c| c.name.clone())
+        } else {
+            None
+        };
+        Ok(ClusterPage { items, next })
+    }
+
+    /// Changes a cluster's registration; `None` if there is no such cluster.
+    /// Setting the cloud makes its source [`CloudSource::Declared`].
+    pub async fn update_cluster(
+        &self,
+        name: &str,
+        update: &ClusterUpdate,
+    ) -> Result<Option<Cluster>, StoreError> {
+        if update.labels.is_none() && update.cloud.is_none() {
+            return self.get_cluster(name).await;
+        }
+        let sql = concat!(
+            "UPDATE clusters SET \
+                 labels = COALESCE(?1, labels), \
+                 cloud = COALESCE(?2, cloud), \
+                 cloud_source = CASE WHEN ?2 IS NULL THEN cloud_source ELSE 'declared' END, \
+                 updated_at = ?3 \
+             WHERE name = ?4 \
+             RETURNING ",
+            cluster_columns!()
+        );
+        let row = sqlx::query(sql)
+            .bind(update.labels.as_ref().map(labels_json))
+            .bind(update.cloud.map(Cloud::as_str))
+            .bind(now_ms())
+            .bind(name)
+            .fetch_optional(&self.writer)
+            .await?;
+        row.as_ref().map(cluster_from_row).transpose()
+    }
+
+    /// Unregisters a cluster; `false` if there was none of this name.
+    pub async fn delete_cluster(&self, name: &str) -> Result<bool, StoreError> {
+        let result = sqlx::query("DELETE FROM clusters WHERE name = ?")
+            .bind(name)
+            .execute(&self.writer)
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    /// The sealed kubeconfig of a cluster, to be opened with the master key
+    /// and [`cluster_credentials_context`].
+    pub async fn cluster_credentials(
+        &self,
+        name: &str,
+    ) -> Result<Option<SealedSecret>, StoreError> {
+        let row = sqlx::query(
+            "SELECT credentials_key_id, credentials_nonce, credentials_ciphertext \
+             FROM clusters WHERE name = ?",
+        )
+        .bind(name)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|row| {
+            Ok(SealedSecret {
+                key_id: row.try_get(0)?,
+                nonce: row.try_get(1)?,
+                ciphertext: row.try_get(2)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Replaces a cluster's sealed kubeconfig (e.g. after key rotation or a
+    /// credentials update). [`StoreError::NotFound`] if there is no such
+    /// cluster.
+    pub async fn set_cluster_credentials(
+        &self,
+        name: &str,
+        credentials: &SealedSecret,
+    ) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "UPDATE clusters SET credentials_key_id = ?, credentials_nonce = ?, \
+                 credentials_ciphertext = ?, updated_at = ? \
+             WHERE name = ?",
+        )
+        .bind(&credentials.key_id)
+        .bind(&credentials.nonce)
+        .bind(&credentials.ciphertext)
+        .bind(now_ms())
+        .bind(name)
+        .execute(&self.writer)
+        .await?;
+        found(result.rows_affected(), name)
+    }
+
+    /// Records the result of a connectivity check: reachability, server
+    /// version (kept when the check has none), error, check time, next check
+    /// time and failures in a row. [`StoreError::NotFound`] if there is no
+    /// such cluster (e.g. it was deleted while being checked).
+    pub async fn record_check(&self, name: &str, check: &CheckRecord) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "UPDATE clusters SET \
+                 reachability = ?, \
+                 kubernetes_version = COALESCE(?, kubernetes_version), \
+                 last_error = ?, \
+                 last_check_at = ?, \
+                 next_check_at = ?, \
+                 consecutive_failures = ? \
+             WHERE name = ?",
+        )
+        .bind(check.reachability().as_str())
+        .bind(&check.kubernetes_version)
+        .bind(&check.error)
+        .bind(check.checked_at)
+        .bind(check.next_check_at)
+        .bind(i64::from(check.consecutive_failures))
+        .bind(name)
+        .execute(&self.writer)
+        .await?;
+        found(result.rows_affected(), name)
+    }
+
+    /// Up to `limit` clusters due for a connectivity check at `now_ms`
+    /// (never checked, or `next_check_at <= now_ms`): never-checked first,
+    /// then the most overdue.
+    pub async fn clusters_due_for_check(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<Cluster>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            cluster_columns!(),
+            " FROM clusters \
+             WHERE next_check_at IS NULL OR next_check_at <= ? \
+             ORDER BY next_check_at, name LIMIT ?"
+        );
+        let rows = sqlx::query(sql)
+            .bind(now_ms)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(cluster_from_row).collect()
+    }
+
+    /// The number of clusters in each [`Reachability`], every value present
+    /// (zero included), in the order of [`Reachability::ALL`].
+    pub async fn count_clusters_by_reachability(
+        &self,
+    ) -> Result<Vec<(Reachability, u64)>, StoreError> {
+        let rows = sqlx::query("SELECT reachability, COUNT(*) FROM clusters GROUP BY reachability")
+            .fetch_all(&self.reader)
+            .await?;
+        let mut counts = Reachability::ALL.map(|r| (r, 0u64));
+        for row in rows {
+            let reachability = parse::<Reachability>(&row, 0, "clusters.reachability")?;
+            let count: i64 = row.try_get(1)?;
+            if let Some(slot) = counts.iter_mut().find(|(r, _)| *r == reachability) {
+                slot.1 = count.try_into().unwrap_or(0);
+            }
+        }
+        Ok(counts.to_vec())
+    }
+}
+
+/// The query behind [`Store::list_clusters`]: clusters matching `query`, in
+/// name order, at most `limit + 1` (the extra row tells whether there is a
+/// next page).
+pub(crate) fn list_query(query: &ClusterQuery, limit: u32) -> QueryBuilder<Sqlite> {
+    let mut sql = QueryBuilder::<Sqlite>::new(concat!(
+        "SELECT ",
+        cluster_columns!(),
+        " FROM clusters WHERE 1"
+    ));
+    if let Some(after) = &query.after {
+        sql.push(" AND name > ").push_bind(after);
+    }
+    if let Some(cloud) = query.cloud {
+        sql.push(" AND cloud = ").push_bind(cloud.as_str());
+    }
+    // json_each yields the keys as plain text, so keys with dots, slashes
+    // or quotes need no JSON-path escaping.
+    for (key, value) in &query.labels {
+        sql.push(
+            " AND EXISTS (SELECT 1 FROM json_each(clusters.labels) AS label WHERE label.key = ",
+        )
+        .push_bind(key)
+        .push(" AND label.value = ")
+        .push_bind(value)
+        .push(")");
+    }
+    sql.push(" ORDER BY name LIMIT ")
+        .push_bind(i64::from(limit) + 1);
+    sql
+}
+
+fn found(rows_affected: u64, name: &str) -> Result<(), StoreError> {
+    if rows_affected == 0 {
+        Err(StoreError::NotFound {
+            what: format!("cluster `{name}`"),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+fn labels_json(labels: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(labels).expect("a map of strings always serialises")
+}
+
+fn cluster_from_row(row: &SqliteRow) -> Result<Cluster, StoreError> {
+    let labels: String = row.try_get(5)?;
+    let labels = serde_json::from_str(&labels).map_err(|e| StoreError::InvalidRow {
+        column: "clusters.labels",
+        reason: e.to_string(),
+    })?;
+    let failures: i64 = row.try_get(11)?;
+    Ok(Cluster {
+        name: row.try_get(0)?,
+        cloud: parse(row, 1, "clusters.cloud")?,
+        cloud_source: parse(row, 2, "clusters.cloud_source")?,
+        server_url: row.try_get(3)?,
+        context: row.try_get(4)?,
+        labels,
+        kubernetes_version: row.try_get(6)?,
+        reachability: parse(row, 7, "clusters.reachability")?,
+        last_error: row.try_get(8)?,
+        last_check_at: row.try_get(9)?,
+        next_check_at: row.try_get(10)?,
+        consecutive_failures: failures.try_into().map_err(|_| StoreError::InvalidRow {
+            column: "clusters.consecutive_failures",
+            reason: format!("{failures} is out of range"),
+        })?,
+        created_at: row.try_get(12)?,
+        updated_at: row.try_get(13)?,
+    })
+}
+
+/// Reads a TEXT column into an enum through its `FromStr`.
+pub(crate) fn parse<T>(row: &SqliteRow, index: usize, column: &'static str) -> Result<T, StoreError>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    let text: String = row.try_get(index)?;
+    text.parse().map_err(|e: T::Err| StoreError::InvalidRow {
+        column,
+        reason: e.to_string(),
+    })
+}

@@ -1,0 +1,51 @@
+//! Pilothouse's persistent state in SQLite: registered clusters with their
+//! encrypted credentials, API tokens, and (as the product grows) revisions,
+//! syncs, drift reports and incidents.
+//!
+//! Only this crate writes SQL. It never talks to a cluster or to the network.
+//!
+//! Secrets at rest are sealed with a [`MasterKey`] that lives in a file or
+//! the environment, never in the database; the store only ever holds
+//! [`SealedSecret`]s and returns them only through
+//! [`Store::cluster_credentials`]. API token secrets are stored as SHA-256
+//! hashes. Neither secrets nor keys appear in `Debug` output or errors.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), pilothouse_store::StoreError> {
+//! use std::path::Path;
+//!
+//! use pilothouse_store::{MasterKey, Store, cluster_credentials_context};
+//!
+//! let key = MasterKey::load_or_create(Path::new("/var/lib/pilothouse/master.key"), None)?;
+//! let store = Store::open(Path::new("/var/lib/pilothouse/pilothouse.db")).await?;
+//! if let Some(sealed) = store.cluster_credentials("prod-eu").await? {
+//!     let kubeconfig = key.open(&sealed, &cluster_credentials_context("prod-eu"))?;
+//!     # let _ = kubeconfig;
+//! }
+//! store.close().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The schema lives in the workspace's `migrations/` folder and is embedded
+//! at compile time; [`Store::open`] applies it.
+
+mod cloud;
+mod clusters;
+mod crypto;
+mod error;
+mod store;
+mod tokens;
+
+pub use cloud::{Cloud, UnknownCloud};
+pub use clusters::{
+    CheckRecord, CloudSource, Cluster, ClusterPage, ClusterQuery, ClusterUpdate, NewCluster,
+    Reachability, cluster_credentials_context,
+};
+pub use crypto::{MASTER_KEY_ENV, MasterKey, SealedSecret};
+pub use error::StoreError;
+pub use store::Store;
+pub use tokens::{ApiToken, Scope, TOKEN_PREFIX, UnknownScope};
+
+#[cfg(test)]
+mod tests;
