@@ -4,8 +4,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod client;
+mod cluster;
+mod duration;
 mod render;
 mod serve;
+mod token;
 
 /// Pilothouse: multi-cluster GitOps monitoring control plane.
 ///
@@ -24,6 +28,10 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Render a directory's desired state (a kustomization) to YAML on stdout.
     Render(render::RenderArgs),
+    /// Register and inspect clusters (talks to a running service).
+    Cluster(cluster::ClusterArgs),
+    /// Manage API tokens (talks to a running service).
+    Token(token::TokenArgs),
 }
 
 impl Cli {
@@ -32,6 +40,8 @@ impl Cli {
         let outcome = match self.command {
             Command::Serve(args) => serve::run(args),
             Command::Render(args) => render::run(args),
+            Command::Cluster(args) => cluster::run(args),
+            Command::Token(args) => token::run(args),
         };
         match outcome {
             Ok(code) => code,

@@ -1,0 +1,482 @@
+//! `/api/v1/clusters`: register, list, read, change, remove and re-check clusters.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use pilothouse_fleet::{KubeconfigError, ProbeError};
+use pilothouse_store::{
+    CheckRecord, Cloud, CloudSource, Cluster, ClusterQuery, ClusterUpdate, NewCluster,
+    cluster_credentials_context,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::Problem;
+use crate::{ApiError, ApiJson, AppState};
+
+/// A registered cluster as the API shows it. Credentials are never part of it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClusterView {
+    /// Unique name (a DNS-1123 label).
+    pub name: String,
+    /// `aks`, `gke`, `eks` or `other`.
+    pub cloud: String,
+    /// Where the cloud came from: `declared`, `detected` or `default`.
+    pub cloud_source: String,
+    /// The API server URL.
+    pub server_url: String,
+    /// The kubeconfig context used.
+    pub context: String,
+    /// User labels.
+    pub labels: BTreeMap<String, String>,
+    /// The server's Kubernetes version at the last successful check.
+    pub kubernetes_version: Option<String>,
+    /// `unknown`, `reachable` or `unreachable`.
+    pub reachability: String,
+    /// The last check's error, when unreachable.
+    pub last_error: Option<String>,
+    /// When the cluster was last checked (RFC 3339).
+    pub last_check_at: Option<String>,
+    /// When the next background check is due (RFC 3339).
+    pub next_check_at: Option<String>,
+    /// Failed checks in a row.
+    pub consecutive_failures: u32,
+    /// Registration time (RFC 3339).
+    pub created_at: String,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+}
+
+impl From<Cluster> for ClusterView {
+    fn from(cluster: Cluster) -> Self {
+        Self {
+            cloud: cluster.cloud.to_string(),
+            cloud_source: cluster.cloud_source.as_str().to_owned(),
+            reachability: cluster.reachability.as_str().to_owned(),
+            last_check_at: cluster.last_check_at.map(rfc3339),
+            next_check_at: cluster.next_check_at.map(rfc3339),
+            created_at: rfc3339(cluster.created_at),
+            updated_at: rfc3339(cluster.updated_at),
+            name: cluster.name,
+            server_url: cluster.server_url,
+            context: cluster.context,
+            labels: cluster.labels,
+            kubernetes_version: cluster.kubernetes_version,
+            last_error: cluster.last_error,
+            consecutive_failures: cluster.consecutive_failures,
+        }
+    }
+}
+
+/// Body of `POST /api/v1/clusters`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterCluster {
+    /// Unique name, a DNS-1123 label (lowercase alphanumerics and `-`, at most 63).
+    pub name: String,
+    /// The kubeconfig, as YAML text. Untrusted: file references, legacy
+    /// auth-providers and exec plugins outside the allow-list are refused.
+    pub kubeconfig: String,
+    /// The context to use; default: the kubeconfig's current-context.
+    pub context: Option<String>,
+    /// `aks`, `gke`, `eks` or `other`; detected when absent.
+    pub cloud: Option<String>,
+    /// Labels for filtering and routing.
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+/// Body of `PATCH /api/v1/clusters/{name}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchCluster {
+    /// Replaces all labels when present.
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Changes the cloud.
+    pub cloud: Option<String>,
+}
+
+/// Query of `GET /api/v1/clusters`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListClusters {
+    /// Only clusters on this cloud.
+    pub cloud: Option<String>,
+    /// Only clusters with all these labels: `key=value[,key=value…]`.
+    #[serde(rename = "labelSelector")]
+    #[param(rename = "labelSelector")]
+    pub label_selector: Option<String>,
+    /// Page size, 1–500 (default 100).
+    pub limit: Option<u32>,
+    /// The `next` cursor of the previous page.
+    pub after: Option<String>,
+}
+
+/// A page of clusters.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClusterList {
+    /// The clusters, by name.
+    pub items: Vec<ClusterView>,
+    /// Cursor for the next page (`after=`), absent on the last page.
+    pub next: Option<String>,
+}
+
+/// Register a cluster: validate its kubeconfig, connect, detect the cloud, store it encrypted.
+#[utoipa::path(post, path = "/api/v1/clusters", operation_id = "registerCluster", tag = "clusters",
+    request_body = RegisterCluster,
+    responses(
+        (status = 201, description = "Registered", body = ClusterView),
+        (status = 400, description = "Malformed or refused kubeconfig", body = Problem),
+        (status = 409, description = "Name taken", body = Problem),
+        (status = 422, description = "Cannot connect with these credentials", body = Problem),
+    ))]
+pub async fn register(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RegisterCluster>,
+) -> Result<Response, ApiError> {
+    check_name(&body.name)?;
+    let labels = body.labels.unwrap_or_default();
+    check_labels(&labels)?;
+    let declared = body.cloud.as_deref().map(parse_cloud).transpose()?;
+    if state.store.get_cluster(&body.name).await?.is_some() {
+        return Err(ApiError::Conflict(format!(
+            "a cluster named `{}` is already registered",
+            body.name
+        )));
+    }
+    let kubeconfig = pilothouse_fleet::validate_kubeconfig(
+        &body.kubeconfig,
+        body.context.as_deref(),
+        &state.kubeconfig_policy,
+    )
+    .map_err(kubeconfig_error)?;
+    let probe = pilothouse_fleet::probe(&kubeconfig, state.checks.timeout)
+        .await
+        .map_err(|error| probe_error(&error))?;
+    let (cloud, cloud_source) = match (declared, probe.detected_cloud) {
+        (Some(cloud), _) => (cloud, CloudSource::Declared),
+        (None, Some(cloud)) => (cloud, CloudSource::Detected),
+        (None, None) => (Cloud::Other, CloudSource::Default),
+    };
+    let now = now_ms();
+    let credentials = state.master_key.seal(
+        kubeconfig.minimized_yaml.as_bytes(),
+        &cluster_credentials_context(&body.name),
+    )?;
+    let cluster = state
+        .store
+        .insert_cluster(&NewCluster {
+            name: body.name.clone(),
+            cloud,
+            cloud_source,
+            server_url: kubeconfig.server_url.clone(),
+            context: kubeconfig.context.clone(),
+            labels,
+            kubernetes_version: Some(probe.kubernetes_version.clone()),
+            credentials,
+            check: Some(CheckRecord {
+                reachable: true,
+                kubernetes_version: Some(probe.kubernetes_version),
+                error: None,
+                checked_at: now,
+                next_check_at: now
+                    + i64::try_from(state.checks.interval.as_millis()).unwrap_or(i64::MAX),
+                consecutive_failures: 0,
+            }),
+        })
+        .await?;
+    tracing::info!(cluster = %cluster.name, cloud = %cluster.cloud, "cluster registered");
+    let location = format!("/api/v1/clusters/{}", cluster.name);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        ApiJson(ClusterView::from(cluster)),
+    )
+        .into_response())
+}
+
+/// List clusters, filtered by cloud and labels, paginated by name.
+#[utoipa::path(get, path = "/api/v1/clusters", operation_id = "listClusters", tag = "clusters", params(ListClusters),
+    responses((status = 200, description = "A page of clusters", body = ClusterList),
+              (status = 400, description = "Bad filter", body = Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<ListClusters>, axum::extract::rejection::QueryRejection>,
+) -> Result<ApiJson<ClusterList>, ApiError> {
+    let Query(query) = query.map_err(|rejection| ApiError::BadRequest {
+        detail: rejection.body_text(),
+        field: None,
+    })?;
+    let cloud = query.cloud.as_deref().map(parse_cloud).transpose()?;
+    let labels = match query.label_selector.as_deref() {
+        Some(selector) => parse_selector(selector)?,
+        None => Vec::new(),
+    };
+    let limit = query.limit.unwrap_or(ClusterQuery::DEFAULT_LIMIT);
+    if !(1..=ClusterQuery::MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_field(
+            "limit",
+            "limit must be between 1 and 500",
+        ));
+    }
+    let page = state
+        .store
+        .list_clusters(&ClusterQuery {
+            cloud,
+            labels,
+            after: query.after,
+            limit,
+        })
+        .await?;
+    Ok(ApiJson(ClusterList {
+        items: page.items.into_iter().map(ClusterView::from).collect(),
+        next: page.next,
+    }))
+}
+
+/// One cluster.
+#[utoipa::path(get, path = "/api/v1/clusters/{name}", operation_id = "getCluster", tag = "clusters",
+    params(("name" = String, Path, description = "Cluster name")),
+    responses((status = 200, description = "The cluster", body = ClusterView),
+              (status = 404, description = "No such cluster", body = Problem)))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<ApiJson<ClusterView>, ApiError> {
+    let cluster = state
+        .store
+        .get_cluster(&name)
+        .await?
+        .ok_or_else(|| not_found(&name))?;
+    Ok(ApiJson(cluster.into()))
+}
+
+/// Change a cluster's labels or cloud.
+#[utoipa::path(patch, path = "/api/v1/clusters/{name}", operation_id = "patchCluster", tag = "clusters",
+    params(("name" = String, Path, description = "Cluster name")),
+    request_body = PatchCluster,
+    responses((status = 200, description = "The changed cluster", body = ClusterView),
+              (status = 400, description = "Bad change", body = Problem),
+              (status = 404, description = "No such cluster", body = Problem)))]
+pub async fn patch(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<PatchCluster>,
+) -> Result<ApiJson<ClusterView>, ApiError> {
+    if let Some(labels) = &body.labels {
+        check_labels(labels)?;
+    }
+    let cloud = body.cloud.as_deref().map(parse_cloud).transpose()?;
+    let update = ClusterUpdate {
+        labels: body.labels,
+        cloud,
+    };
+    let cluster = state
+        .store
+        .update_cluster(&name, &update)
+        .await?
+        .ok_or_else(|| not_found(&name))?;
+    Ok(ApiJson(cluster.into()))
+}
+
+/// Remove a cluster and its stored credentials.
+#[utoipa::path(delete, path = "/api/v1/clusters/{name}", operation_id = "deleteCluster", tag = "clusters",
+    params(("name" = String, Path, description = "Cluster name")),
+    responses((status = 204, description = "Removed"),
+              (status = 404, description = "No such cluster", body = Problem)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if state.store.delete_cluster(&name).await? {
+        tracing::info!(cluster = %name, "cluster removed");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found(&name))
+    }
+}
+
+/// Re-test connectivity now; the result is recorded and returned.
+#[utoipa::path(post, path = "/api/v1/clusters/{name}/check", operation_id = "checkCluster", tag = "clusters",
+    params(("name" = String, Path, description = "Cluster name")),
+    responses((status = 200, description = "The cluster after the check", body = ClusterView),
+              (status = 404, description = "No such cluster", body = Problem)))]
+pub async fn check(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<ApiJson<ClusterView>, ApiError> {
+    let cluster = state
+        .store
+        .get_cluster(&name)
+        .await?
+        .ok_or_else(|| not_found(&name))?;
+    let cluster = pilothouse_fleet::check_and_record(
+        &state.store,
+        &state.master_key,
+        &state.kubeconfig_policy,
+        &cluster,
+        &state.checks,
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(ApiJson(cluster.into()))
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::NotFound(format!("no cluster named `{name}`"))
+}
+
+/// A DNS-1123 label: 1–63 lowercase alphanumerics or `-`, starting and ending alphanumeric.
+fn check_name(name: &str) -> Result<(), ApiError> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::bad_field(
+            "name",
+            format!(
+                "`{name}` is not a DNS-1123 label (lowercase letters, digits and '-', at most 63, alphanumeric at both ends)"
+            ),
+        ))
+    }
+}
+
+/// Kubernetes label syntax: `[prefix/]name` keys and values of at most 63 characters.
+fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    let segment = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && s.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
+            && s.as_bytes().last().is_some_and(u8::is_ascii_alphanumeric)
+    };
+    for (key, value) in labels {
+        let (prefix, name) = key
+            .rsplit_once('/')
+            .map_or((None, key.as_str()), |(p, n)| (Some(p), n));
+        let prefix_ok =
+            prefix.is_none_or(|p| !p.is_empty() && p.len() <= 253 && p.split('.').all(segment));
+        if !prefix_ok || !segment(name) {
+            return Err(ApiError::bad_field(
+                &format!("labels.{key}"),
+                format!("`{key}` is not a valid label key"),
+            ));
+        }
+        if !value.is_empty() && !segment(value) {
+            return Err(ApiError::bad_field(
+                &format!("labels.{key}"),
+                format!("`{value}` is not a valid label value"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn parse_cloud(text: &str) -> Result<Cloud, ApiError> {
+    text.parse()
+        .map_err(|error: pilothouse_store::UnknownCloud| {
+            ApiError::bad_field("cloud", error.to_string())
+        })
+}
+
+/// `k=v,k2=v2` into pairs.
+fn parse_selector(selector: &str) -> Result<Vec<(String, String)>, ApiError> {
+    selector
+        .split(',')
+        .map(|term| {
+            term.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| {
+                    ApiError::bad_field("labelSelector", format!("`{term}` is not `key=value`"))
+                })
+        })
+        .collect()
+}
+
+fn kubeconfig_error(error: KubeconfigError) -> ApiError {
+    let field = Some(match error.field() {
+        Some(field) => format!("kubeconfig: {field}"),
+        None => "kubeconfig".to_owned(),
+    });
+    ApiError::BadRequest {
+        detail: error.to_string(),
+        field,
+    }
+}
+
+fn probe_error(error: &ProbeError) -> ApiError {
+    ApiError::Unprocessable {
+        detail: format!("cannot use the cluster with these credentials: {error}"),
+        field: Some("kubeconfig".to_owned()),
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string())
+}
+
+pub(crate) fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_must_be_dns_labels() {
+        for ok in ["a", "prod-1", "x".repeat(63).as_str()] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "Prod",
+            "-a",
+            "a-",
+            "a_b",
+            "a.b",
+            "x".repeat(64).as_str(),
+        ] {
+            assert!(
+                matches!(check_name(bad), Err(ApiError::BadRequest { field: Some(f), .. }) if f == "name"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn labels_follow_kubernetes_syntax() {
+        let check = |key: &str, value: &str| {
+            check_labels(&BTreeMap::from([(key.to_owned(), value.to_owned())])).is_ok()
+        };
+        assert!(check("env", "prod"));
+        assert!(check("app.kubernetes.io/name", "grafana"));
+        assert!(check("team", ""));
+        assert!(!check("bad key", "x"));
+        assert!(!check("env", "no spaces"));
+        assert!(!check("/name", "x"));
+    }
+
+    #[test]
+    fn selectors_parse_into_pairs() {
+        assert_eq!(
+            parse_selector("env=prod, team=infra").unwrap(),
+            vec![
+                ("env".into(), "prod".into()),
+                ("team".into(), "infra".into())
+            ]
+        );
+        assert!(parse_selector("env").is_err());
+        assert!(parse_selector("=x").is_err());
+    }
+}

@@ -1,0 +1,173 @@
+//! Prometheus metrics in text format: HTTP requests by route and status, and
+//! clusters by reachability (read from the store at scrape time).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::{ApiError, AppState};
+
+/// Upper bounds of the latency histogram buckets, in seconds.
+const BUCKETS: [f64; 11] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+#[derive(Debug, Default, Clone)]
+struct Series {
+    count: u64,
+    sum_seconds: f64,
+    buckets: [u64; BUCKETS.len()],
+}
+
+/// Request counters and latency histograms, keyed by method, route template and status.
+#[derive(Debug, Default)]
+pub struct HttpMetrics {
+    series: Mutex<BTreeMap<(String, String, u16), Series>>,
+}
+
+impl HttpMetrics {
+    fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let mut series = self
+            .series
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = series
+            .entry((method.to_owned(), route.to_owned(), status))
+            .or_default();
+        entry.count += 1;
+        entry.sum_seconds += seconds;
+        for (bucket, bound) in entry.buckets.iter_mut().zip(BUCKETS) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        let series = self
+            .series
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        out.push_str("# HELP pilothouse_http_requests_total HTTP requests answered, by method, route and status.\n");
+        out.push_str("# TYPE pilothouse_http_requests_total counter\n");
+        for ((method, route, status), s) in &series {
+            let _ = writeln!(
+                out,
+                "pilothouse_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {}",
+                s.count
+            );
+        }
+        out.push_str(
+            "# HELP pilothouse_http_request_duration_seconds Time to answer HTTP requests.\n",
+        );
+        out.push_str("# TYPE pilothouse_http_request_duration_seconds histogram\n");
+        for ((method, route, status), s) in &series {
+            let labels = format!("method=\"{method}\",route=\"{route}\",status=\"{status}\"");
+            for (count, bound) in s.buckets.iter().zip(BUCKETS) {
+                let _ = writeln!(
+                    out,
+                    "pilothouse_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "pilothouse_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                s.count
+            );
+            let _ = writeln!(
+                out,
+                "pilothouse_http_request_duration_seconds_sum{{{labels}}} {}",
+                s.sum_seconds
+            );
+            let _ = writeln!(
+                out,
+                "pilothouse_http_request_duration_seconds_count{{{labels}}} {}",
+                s.count
+            );
+        }
+    }
+}
+
+/// Middleware recording every request under its route template (never the raw
+/// path, so cluster names do not explode the label set).
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    state.metrics.observe(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+/// `GET /metrics`
+pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let mut out = String::new();
+    state.metrics.render(&mut out);
+    out.push_str("# HELP pilothouse_clusters Registered clusters by reachability.\n");
+    out.push_str("# TYPE pilothouse_clusters gauge\n");
+    for (reachability, count) in state.store.count_clusters_by_reachability().await? {
+        let _ = writeln!(
+            out,
+            "pilothouse_clusters{{reachability=\"{}\"}} {count}",
+            reachability.as_str()
+        );
+    }
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_counts_each_observation_in_every_bucket_at_or_above_it() {
+        let metrics = HttpMetrics::default();
+        metrics.observe("GET", "/api/v1/clusters", 200, 0.003);
+        metrics.observe("GET", "/api/v1/clusters", 200, 0.2);
+        let mut out = String::new();
+        metrics.render(&mut out);
+        let labels = r#"method="GET",route="/api/v1/clusters",status="200""#;
+        assert!(
+            out.contains(&format!("pilothouse_http_requests_total{{{labels}}} 2")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("_bucket{{{labels},le=\"0.0025\"}} 0")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("_bucket{{{labels},le=\"0.005\"}} 1")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("_bucket{{{labels},le=\"0.25\"}} 2")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("_bucket{{{labels},le=\"+Inf\"}} 2")),
+            "{out}"
+        );
+    }
+}

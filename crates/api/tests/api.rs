@@ -1,0 +1,618 @@
+//! The REST API end to end through the router: a real SQLite file, real
+//! kube-apiserver clusters from testenv, no mocks.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode, header};
+use pilothouse_api::{AppState, HttpMetrics, Limits};
+use pilothouse_fleet::{CheckSettings, KubeconfigPolicy};
+use pilothouse_store::{MasterKey, Scope, Store};
+use pilothouse_testenv::{FakeNode, ProviderCloud, TestCluster, start_fleet};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Api {
+    router: Router,
+    store: Store,
+    write: String,
+    read: String,
+    dir: tempfile::TempDir,
+}
+
+async fn api() -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("pilothouse.db"))
+        .await
+        .unwrap();
+    let key = MasterKey::load_or_create(&dir.path().join("master.key"), None).unwrap();
+    let (_, write) = store.create_token("admin", Scope::Write).await.unwrap();
+    let (_, read) = store.create_token("viewer", Scope::Read).await.unwrap();
+    let state = AppState {
+        store: store.clone(),
+        master_key: Arc::new(key),
+        kubeconfig_policy: Arc::new(KubeconfigPolicy::default()),
+        checks: Arc::new(CheckSettings {
+            timeout: Duration::from_secs(3),
+            ..CheckSettings::default()
+        }),
+        metrics: Arc::new(HttpMetrics::default()),
+    };
+    let router = pilothouse_api::router(state, &Limits::default());
+    Api {
+        router,
+        store,
+        write,
+        read,
+        dir,
+    }
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value, String) {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = match body {
+            Some(body) => request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+            None => request.body(Body::empty()).unwrap(),
+        };
+        self.send(request).await
+    }
+
+    async fn send(&self, request: Request<Body>) -> (StatusCode, Value, String) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let bytes = to_bytes(response.into_body(), 64 << 20).await.unwrap();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, json, content_type)
+    }
+
+    async fn register(
+        &self,
+        name: &str,
+        cluster: &TestCluster,
+        extra: Value,
+    ) -> (StatusCode, Value, String) {
+        let mut body = json!({"name": name, "kubeconfig": cluster.kubeconfig_yaml()});
+        if let Value::Object(extra) = extra {
+            body.as_object_mut().unwrap().extend(extra);
+        }
+        self.call("POST", "/api/v1/clusters", Some(&self.write), Some(body))
+            .await
+    }
+}
+
+fn assert_problem(status: StatusCode, body: &Value, content_type: &str, expected: StatusCode) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(content_type, "application/problem+json", "{body}");
+    assert_eq!(body["status"], expected.as_u16(), "{body}");
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn registers_three_clouds_detected_from_node_provider_ids_then_lists_filters_and_pages() {
+    let api = api().await;
+    let fleet = start_fleet(&["aks", "gke", "eks"]).await.unwrap();
+    let clouds = [ProviderCloud::Aks, ProviderCloud::Gke, ProviderCloud::Eks];
+    for ((cluster, cloud), name) in
+        fleet
+            .iter()
+            .zip(clouds)
+            .zip(["prod-aks", "prod-gke", "stage-eks"])
+    {
+        cluster
+            .create_node(&FakeNode::ready("node-1", cloud))
+            .await
+            .unwrap();
+        let env = if name.starts_with("prod") {
+            "prod"
+        } else {
+            "staging"
+        };
+        let (status, body, _) = api
+            .register(
+                name,
+                cluster,
+                json!({"labels": {"env": env, "app.kubernetes.io/part-of": "shop"}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["kubernetes_version"], "v1.35.4");
+        assert_eq!(body["reachability"], "reachable");
+        assert_eq!(body["cloud_source"], "detected");
+        assert!(
+            body.get("kubeconfig").is_none() && body.get("credentials").is_none(),
+            "{body}"
+        );
+    }
+    let (_, gke, _) = api
+        .call("GET", "/api/v1/clusters/prod-gke", Some(&api.read), None)
+        .await;
+    assert_eq!(gke["cloud"], "gke");
+    assert_eq!(gke["server_url"], fleet[1].server_url());
+
+    let names = |body: &Value| -> Vec<String> {
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (_, all, _) = api
+        .call("GET", "/api/v1/clusters", Some(&api.read), None)
+        .await;
+    assert_eq!(names(&all), ["prod-aks", "prod-gke", "stage-eks"]);
+    let (_, eks, _) = api
+        .call("GET", "/api/v1/clusters?cloud=eks", Some(&api.read), None)
+        .await;
+    assert_eq!(names(&eks), ["stage-eks"]);
+    let (_, prod, _) = api
+        .call(
+            "GET",
+            "/api/v1/clusters?labelSelector=env%3Dprod,app.kubernetes.io%2Fpart-of%3Dshop",
+            Some(&api.read),
+            None,
+        )
+        .await;
+    assert_eq!(names(&prod), ["prod-aks", "prod-gke"]);
+
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/clusters?limit=2".to_owned();
+    loop {
+        let (status, page, _) = api.call("GET", &path, Some(&api.read), None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen.extend(names(&page));
+        match page["next"].as_str() {
+            Some(next) => path = format!("/api/v1/clusters?limit=2&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["prod-aks", "prod-gke", "stage-eks"]);
+
+    let (status, patched, _) = api
+        .call(
+            "PATCH",
+            "/api/v1/clusters/stage-eks",
+            Some(&api.write),
+            Some(json!({"labels": {"env": "prod"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["labels"], json!({"env": "prod"}));
+    let (status, _, _) = api
+        .call(
+            "DELETE",
+            "/api/v1/clusters/stage-eks",
+            Some(&api.write),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body, content_type) = api
+        .call("GET", "/api/v1/clusters/stage-eks", Some(&api.read), None)
+        .await;
+    assert_problem(status, &body, &content_type, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_stopped_cluster_is_marked_unreachable_without_slowing_the_others() {
+    let api = api().await;
+    let mut fleet = start_fleet(&["up", "down"]).await.unwrap();
+    for (name, cluster) in ["up", "down"].iter().zip(&fleet) {
+        let (status, body, _) = api.register(name, cluster, json!({"cloud": "other"})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["cloud_source"], "declared");
+    }
+    fleet[1].stop_apiserver();
+    let (status, down, _) = api
+        .call(
+            "POST",
+            "/api/v1/clusters/down/check",
+            Some(&api.write),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{down}");
+    assert_eq!(down["reachability"], "unreachable");
+    assert!(
+        down["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{down}"
+    );
+    assert_eq!(down["consecutive_failures"], 1);
+    let (_, up, _) = api
+        .call("POST", "/api/v1/clusters/up/check", Some(&api.write), None)
+        .await;
+    assert_eq!(up["reachability"], "reachable");
+
+    // the API answers from the store, whatever the clusters do
+    let started = Instant::now();
+    for _ in 0..20 {
+        let (status, _, _) = api
+            .call("GET", "/api/v1/clusters", Some(&api.read), None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "listing took {:?}",
+        started.elapsed()
+    );
+
+    fleet[1].restart_apiserver().await.unwrap();
+    let (_, back, _) = api
+        .call(
+            "POST",
+            "/api/v1/clusters/down/check",
+            Some(&api.write),
+            None,
+        )
+        .await;
+    assert_eq!(back["reachability"], "reachable", "{back}");
+    assert_eq!(back["consecutive_failures"], 0);
+}
+
+#[tokio::test]
+async fn refused_kubeconfigs_name_the_offending_field() {
+    let api = api().await;
+    let cluster = TestCluster::start("refusals").await.unwrap();
+    let good: Value = serde_yaml::from_str(cluster.kubeconfig_yaml()).unwrap();
+    let variant = |edit: &dyn Fn(&mut Value)| {
+        let mut config = good.clone();
+        edit(&mut config);
+        serde_yaml::to_string(&config).unwrap()
+    };
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "certificate-authority",
+            variant(&|c| {
+                c["clusters"][0]["cluster"]["certificate-authority"] = json!("/etc/ca.crt")
+            }),
+            "certificate-authority",
+        ),
+        (
+            "client-certificate",
+            variant(&|c| c["users"][0]["user"]["client-certificate"] = json!("/tmp/cert.pem")),
+            "client-certificate",
+        ),
+        (
+            "client-key",
+            variant(&|c| c["users"][0]["user"]["client-key"] = json!("/root/.ssh/id_rsa")),
+            "client-key",
+        ),
+        (
+            "tokenFile",
+            variant(&|c| c["users"][0]["user"]["tokenFile"] = json!("/var/run/token")),
+            "tokenFile",
+        ),
+        (
+            "exec",
+            variant(
+                &|c| c["users"][0]["user"]["exec"] = json!({"apiVersion": "client.authentication.k8s.io/v1", "command": "sh", "args": ["-c", "id"]}),
+            ),
+            "exec",
+        ),
+        (
+            "auth-provider",
+            variant(&|c| c["users"][0]["user"]["auth-provider"] = json!({"name": "gcp"})),
+            "auth-provider",
+        ),
+        (
+            "current-context",
+            variant(&|c| {
+                c.as_object_mut().unwrap().remove("current-context");
+            }),
+            "context",
+        ),
+    ];
+    for (case, kubeconfig, field) in cases {
+        let (status, body, content_type) = api
+            .call(
+                "POST",
+                "/api/v1/clusters",
+                Some(&api.write),
+                Some(json!({"name": "x", "kubeconfig": kubeconfig})),
+            )
+            .await;
+        assert_problem(status, &body, &content_type, StatusCode::BAD_REQUEST);
+        let named = body["field"].as_str().unwrap_or_default();
+        assert!(named.contains(field), "{case}: field {named:?} in {body}");
+    }
+    let (status, body, content_type) = api
+        .register("ok", &cluster, json!({"context": "nope"}))
+        .await;
+    assert_problem(status, &body, &content_type, StatusCode::BAD_REQUEST);
+    assert!(body["detail"].as_str().unwrap().contains("nope"), "{body}");
+    for bad_name in ["Prod", "-x", "a_b", &"x".repeat(64)] {
+        let (status, body, content_type) = api.register(bad_name, &cluster, json!({})).await;
+        assert_problem(status, &body, &content_type, StatusCode::BAD_REQUEST);
+        assert_eq!(body["field"], "name");
+    }
+    let (status, body, _) = api.register("dup", &cluster, json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body, content_type) = api.register("dup", &cluster, json!({})).await;
+    assert_problem(status, &body, &content_type, StatusCode::CONFLICT);
+    let (status, body, content_type) = api
+        .register("cloudy", &cluster, json!({"cloud": "azure"}))
+        .await;
+    assert_problem(status, &body, &content_type, StatusCode::BAD_REQUEST);
+    assert_eq!(body["field"], "cloud");
+    assert!(
+        api.store.get_cluster("x").await.unwrap().is_none(),
+        "nothing half-written"
+    );
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_database_file_or_responses() {
+    let api = api().await;
+    let cluster = TestCluster::start("secrets").await.unwrap();
+    let (status, body, _) = api.register("by-cert", &cluster, json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let token_config = json!({"name": "by-token", "kubeconfig": cluster.token_kubeconfig_yaml()});
+    let (status, body, _) = api
+        .call(
+            "POST",
+            "/api/v1/clusters",
+            Some(&api.write),
+            Some(token_config),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, listed, _) = api
+        .call("GET", "/api/v1/clusters", Some(&api.read), None)
+        .await;
+    api.store.close().await;
+
+    let config: Value = serde_yaml::from_str(cluster.kubeconfig_yaml()).unwrap();
+    let key_data = config["users"][0]["user"]["client-key-data"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cert_data = config["users"][0]["user"]["client-certificate-data"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut needles = vec![
+        cluster.admin_token().to_owned(),
+        key_data[..40].to_owned(),
+        cert_data[..40].to_owned(),
+        api.write.clone(),
+        api.read.clone(),
+    ];
+    // the decoded PEM body too
+    let pem = String::from_utf8(base64_decode(&key_data)).unwrap();
+    needles.push(pem.lines().nth(1).unwrap().to_owned());
+    let mut haystack = Vec::new();
+    for entry in std::fs::read_dir(api.dir.path()).unwrap().flatten() {
+        if entry.file_name() != "master.key" {
+            haystack.extend(std::fs::read(entry.path()).unwrap());
+        }
+    }
+    let listed = listed.to_string();
+    for needle in &needles {
+        assert!(
+            !contains(&haystack, needle.as_bytes()),
+            "a secret is in the data directory: {}…",
+            &needle[..8]
+        );
+        assert!(
+            !listed.contains(needle.as_str()),
+            "a secret is in an API response"
+        );
+    }
+}
+
+#[tokio::test]
+async fn tokens_are_required_and_scoped() {
+    let api = api().await;
+    for token in [None, Some("not-a-token")] {
+        let (status, body, content_type) = api.call("GET", "/api/v1/clusters", token, None).await;
+        assert_problem(status, &body, &content_type, StatusCode::UNAUTHORIZED);
+    }
+    let (status, _, _) = api
+        .call("GET", "/api/v1/clusters", Some(&api.read), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body, content_type) = api
+        .call(
+            "POST",
+            "/api/v1/tokens",
+            Some(&api.read),
+            Some(json!({"name": "x", "scope": "write"})),
+        )
+        .await;
+    assert_problem(status, &body, &content_type, StatusCode::FORBIDDEN);
+    let (status, created, _) = api
+        .call(
+            "POST",
+            "/api/v1/tokens",
+            Some(&api.write),
+            Some(json!({"name": "ci", "scope": "read"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let secret = created["secret"].as_str().unwrap();
+    let (status, _, _) = api.call("GET", "/metrics", Some(secret), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = api
+        .call(
+            "DELETE",
+            &format!("/api/v1/tokens/{}", created["id"]),
+            Some(&api.write),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = api.call("GET", "/metrics", Some(secret), None).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a revoked token no longer works"
+    );
+    for open in ["/healthz", "/readyz"] {
+        let (status, body, _) = api.call("GET", open, None, None).await;
+        assert_eq!(status, StatusCode::OK, "{open}");
+        assert_eq!(body["status"], "ok");
+    }
+}
+
+#[tokio::test]
+async fn bad_bodies_are_problems() {
+    let api = api().await;
+    let big = format!(
+        "{{\"name\": \"x\", \"kubeconfig\": \"{}\"}}",
+        "a".repeat(20 << 20)
+    );
+    let request = Request::post("/api/v1/clusters")
+        .header(header::AUTHORIZATION, format!("Bearer {}", api.write))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(big))
+        .unwrap();
+    let (status, body, content_type) = api.send(request).await;
+    assert_problem(status, &body, &content_type, StatusCode::PAYLOAD_TOO_LARGE);
+
+    let request = Request::post("/api/v1/clusters")
+        .header(header::AUTHORIZATION, format!("Bearer {}", api.write))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{not json"))
+        .unwrap();
+    let (status, body, content_type) = api.send(request).await;
+    assert_problem(status, &body, &content_type, StatusCode::BAD_REQUEST);
+
+    let (status, body, content_type) = api
+        .call(
+            "POST",
+            "/api/v1/clusters",
+            Some(&api.write),
+            Some(json!({"name": "x", "kubeconfig": "", "colour": "red"})),
+        )
+        .await;
+    assert_problem(status, &body, &content_type, StatusCode::BAD_REQUEST);
+    assert!(
+        body["detail"].as_str().unwrap().contains("colour"),
+        "{body}"
+    );
+
+    let (status, body, content_type) = api
+        .call("GET", "/api/v1/clusters?limit=0", Some(&api.read), None)
+        .await;
+    assert_problem(status, &body, &content_type, StatusCode::BAD_REQUEST);
+    assert_eq!(body["field"], "limit");
+    let (status, body, content_type) = api
+        .call("GET", "/api/v1/nothing", Some(&api.read), None)
+        .await;
+    assert_problem(status, &body, &content_type, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn openapi_lists_every_route_and_metrics_count_requests() {
+    let api = api().await;
+    let (status, doc, _) = api
+        .call("GET", "/api/v1/openapi.json", Some(&api.read), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let expected = [
+        ("/api/v1/clusters", vec!["get", "post"]),
+        ("/api/v1/clusters/{name}", vec!["delete", "get", "patch"]),
+        ("/api/v1/clusters/{name}/check", vec!["post"]),
+        ("/api/v1/tokens", vec!["get", "post"]),
+        ("/api/v1/tokens/{id}", vec!["delete"]),
+        ("/api/v1/openapi.json", vec!["get"]),
+    ];
+    let paths = doc["paths"].as_object().unwrap();
+    assert_eq!(
+        paths.len(),
+        expected.len(),
+        "{:?}",
+        paths.keys().collect::<Vec<_>>()
+    );
+    for (path, methods) in expected {
+        let mut listed: Vec<&str> = paths[path]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        listed.sort_unstable();
+        assert_eq!(listed, methods, "{path}");
+        for method in methods {
+            assert!(
+                paths[path][method]["responses"]
+                    .as_object()
+                    .is_some_and(|r| !r.is_empty()),
+                "{path} {method}"
+            );
+        }
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+
+    // a real validator of the OpenAPI specification
+    let validator = std::env::var("PILOTHOUSE_OPENAPI_VALIDATOR").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/pilothouse/venv/bin/openapi-spec-validator",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    assert!(
+        std::path::Path::new(&validator).is_file(),
+        "openapi-spec-validator not found at {validator}: run scripts/test.sh (it installs it) or set PILOTHOUSE_OPENAPI_VALIDATOR"
+    );
+    let file = api.dir.path().join("openapi.json");
+    std::fs::write(&file, doc.to_string()).unwrap();
+    let checked = std::process::Command::new(&validator)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    let request = Request::get("/metrics")
+        .header(header::AUTHORIZATION, format!("Bearer {}", api.read))
+        .body(Body::empty())
+        .unwrap();
+    let response = api.router.clone().oneshot(request).await.unwrap();
+    let bytes = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    assert!(text.contains(r#"pilothouse_http_requests_total{method="GET",route="/api/v1/openapi.json",status="200"} 1"#), "{text}");
+    assert!(text.contains("pilothouse_clusters"), "{text}");
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+}
