@@ -245,11 +245,7 @@ pub async fn get(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<ApiJson<ClusterView>, ApiError> {
-    let cluster = state
-        .store
-        .get_cluster(&name)
-        .await?
-        .ok_or_else(|| not_found(&name))?;
+    let cluster = existing(&state, &name).await?;
     Ok(ApiJson(cluster.into()))
 }
 
@@ -307,11 +303,7 @@ pub async fn check(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<ApiJson<ClusterView>, ApiError> {
-    let cluster = state
-        .store
-        .get_cluster(&name)
-        .await?
-        .ok_or_else(|| not_found(&name))?;
+    let cluster = existing(&state, &name).await?;
     let cluster = pilothouse_fleet::check_and_record(
         &state.store,
         &state.master_key,
@@ -322,6 +314,15 @@ pub async fn check(
     .await
     .map_err(ApiError::internal)?;
     Ok(ApiJson(cluster.into()))
+}
+
+/// The named cluster, or a 404 problem.
+async fn existing(state: &AppState, name: &str) -> Result<Cluster, ApiError> {
+    state
+        .store
+        .get_cluster(name)
+        .await?
+        .ok_or_else(|| not_found(name))
 }
 
 fn not_found(name: &str) -> ApiError {
