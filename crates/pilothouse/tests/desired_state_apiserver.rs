@@ -125,3 +125,28 @@ async fn a_broken_object_is_refused_by_the_dry_run() {
     assert!(!ok);
     assert!(stderr.contains("port"), "{stderr}");
 }
+
+#[test]
+fn pilothouse_render_equals_kubectl_kustomize_on_every_directory() {
+    for dir in desired_state_dirs() {
+        let expected: Vec<serde_json::Value> = parse_stream(&kustomize(&dir));
+        let ours = pilothouse_render::render_dir(
+            &repo_root().join(&dir),
+            &pilothouse_render::RenderOptions::default(),
+        )
+        .unwrap_or_else(|error| panic!("{dir}: {error}"));
+        assert_eq!(ours.len(), expected.len(), "{dir}: object count");
+        for (i, (ours, theirs)) in ours.iter().zip(&expected).enumerate() {
+            assert_eq!(ours, theirs, "{dir}: object {i} differs");
+        }
+    }
+}
+
+/// Parses multi-document YAML into JSON values.
+fn parse_stream(text: &[u8]) -> Vec<serde_json::Value> {
+    use serde::Deserialize as _;
+    serde_yaml::Deserializer::from_slice(text)
+        .map(|document| serde_json::Value::deserialize(document).unwrap())
+        .filter(|value| !value.is_null())
+        .collect()
+}
