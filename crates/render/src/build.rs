@@ -14,7 +14,7 @@ use crate::generator::{self, GeneratedKind, GeneratorInput, Source};
 use crate::kustomization::{Kustomization, PatchSpec, Replacement, ReplacementEntry};
 use crate::load::{Loader, Target};
 use crate::patch;
-use crate::resource::{IdKey, Resource};
+use crate::resource::{self, IdKey, Resource};
 use crate::schema;
 use crate::select::Matcher;
 use crate::transform;
@@ -810,18 +810,7 @@ fn apply_smp_by_id(
 ) -> Result<(), String> {
     let probe = Resource::new(p.clone(), Arc::new(PathBuf::new()));
     let id = probe.cur_id();
-    let matches: Vec<usize> = ra
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| {
-            (r.name() == id.name || r.prev_ids.iter().any(|p| p.name == id.name))
-                && r.prev_ids
-                    .iter()
-                    .chain(std::iter::once(&r.cur_id()))
-                    .any(|other| other.equals(&id))
-        })
-        .map(|(i, _)| i)
-        .collect();
+    let matches = resource::positions_matching(ra, &id);
     match matches.as_slice() {
         [] => Err(format!(
             "no matches for Id {}; failed to find unique target for patch",

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::kustomization::GeneratorOptions;
-use crate::resource::{Behavior, Resource};
+use crate::resource::{self, Behavior, Resource};
 
 /// One key/value source of a generator, already read.
 pub(crate) enum Source {
@@ -253,18 +253,7 @@ pub(crate) fn generate(
 /// behavior.
 pub(crate) fn absorb(resources: &mut Vec<Resource>, mut generated: Resource) -> Result<(), String> {
     let id = generated.cur_id();
-    let matches: Vec<usize> = resources
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| {
-            (r.name() == id.name || r.prev_ids.iter().any(|p| p.name == id.name))
-                && r.prev_ids
-                    .iter()
-                    .chain(std::iter::once(&r.cur_id()))
-                    .any(|other| other.equals(&id))
-        })
-        .map(|(i, _)| i)
-        .collect();
+    let matches = resource::positions_matching(resources, &id);
     let behavior = generated.behavior.unwrap_or(Behavior::Create);
     match (matches.as_slice(), behavior) {
         ([], Behavior::Create) => {

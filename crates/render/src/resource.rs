@@ -101,6 +101,24 @@ impl ResId {
     }
 }
 
+/// Positions of the resources whose current id, or one they had before a
+/// rename, `equals` `id`: how kustomize finds the target of a patch and the
+/// resource a generator's behavior applies to. The name test first is cheap.
+pub(crate) fn positions_matching(resources: &[Resource], id: &ResId) -> Vec<usize> {
+    resources
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            (r.name() == id.name || r.prev_ids.iter().any(|p| p.name == id.name))
+                && r.prev_ids
+                    .iter()
+                    .chain(std::iter::once(&r.cur_id()))
+                    .any(|other| other.equals(id))
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
 /// See [`ResId::key`].
 pub(crate) type IdKey = (Gvk, String, String);
 
