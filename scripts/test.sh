@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in cargo go git kubectl python3; do
+for tool in cargo go git kubectl python3 openssl ssh-keygen; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -18,6 +18,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "  git:     the git CLI, used by the GitOps tests" >&2
   echo "  kubectl: the Kubernetes CLI (with its built-in kustomize), the tests' reference client" >&2
   echo "  python3: with venv, installs openapi-spec-validator, the OpenAPI document's checker" >&2
+  echo "  openssl: the OpenSSL CLI, signs webhook deliveries independently of our code (Debian: openssl)" >&2
+  echo "  ssh-keygen: from OpenSSH's client, makes passphrase-protected keys for the Git SSH tests (Debian: openssh-client)" >&2
   exit 1
 fi
 

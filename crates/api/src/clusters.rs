@@ -2,18 +2,18 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pilothouse_fleet::{KubeconfigError, ProbeError};
 use pilothouse_store::{
-    CheckRecord, Cloud, CloudSource, Cluster, ClusterQuery, ClusterUpdate, NewCluster,
-    cluster_credentials_context,
+    CheckRecord, Cloud, CloudSource, Cluster, ClusterQuery, ClusterSync, ClusterUpdate, NewCluster,
+    SyncMode, cluster_credentials_context,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::error::Problem;
+use crate::error::{ApiQuery, Problem, page_limit};
 use crate::{ApiError, ApiJson, AppState};
 
 /// A registered cluster as the API shows it. Credentials are never part of it.
@@ -47,6 +47,57 @@ pub struct ClusterView {
     pub created_at: String,
     /// Last change (RFC 3339).
     pub updated_at: String,
+    /// `manual`, `auto` or `self_heal`.
+    pub sync_mode: String,
+    /// The state of its syncs and its health.
+    pub sync: ClusterSyncView,
+    /// The commit that added `gitops/clusters/<name>/`, when registered
+    /// with `scaffold: true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scaffold_revision: Option<String>,
+}
+
+/// A cluster's sync state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClusterSyncView {
+    /// `never`, `succeeded` or `failed`: the last finished sync.
+    pub status: String,
+    /// The revision of the last successful sync: the one in force.
+    pub revision: Option<String>,
+    /// The revision the last finished sync worked on, succeeded or not.
+    pub last_revision: Option<String>,
+    /// The last finished sync (`/syncs/{id}`).
+    pub last_sync_id: Option<i64>,
+    /// When it finished (RFC 3339).
+    pub last_sync_at: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Failed syncs in a row.
+    pub failures: u32,
+    /// When a failed sync is retried (RFC 3339).
+    pub next_sync_at: Option<String>,
+    /// `healthy`, `progressing`, `degraded`, `missing` or `unknown`: the
+    /// worst of its objects.
+    pub health: String,
+    /// When health was last assessed (RFC 3339).
+    pub health_checked_at: Option<String>,
+}
+
+impl From<ClusterSync> for ClusterSyncView {
+    fn from(sync: ClusterSync) -> Self {
+        Self {
+            status: sync.status.to_string(),
+            revision: sync.revision,
+            last_revision: sync.last_revision,
+            last_sync_id: sync.last_sync_id,
+            last_sync_at: sync.last_sync_at.map(rfc3339),
+            error: sync.error,
+            failures: sync.failures,
+            next_sync_at: sync.next_sync_at.map(rfc3339),
+            health: sync.health.to_string(),
+            health_checked_at: sync.health_checked_at.map(rfc3339),
+        }
+    }
 }
 
 impl From<Cluster> for ClusterView {
@@ -66,6 +117,9 @@ impl From<Cluster> for ClusterView {
             kubernetes_version: cluster.kubernetes_version,
             last_error: cluster.last_error,
             consecutive_failures: cluster.consecutive_failures,
+            sync_mode: cluster.sync.mode.to_string(),
+            sync: cluster.sync.into(),
+            scaffold_revision: None,
         }
     }
 }
@@ -85,6 +139,13 @@ pub struct RegisterCluster {
     pub cloud: Option<String>,
     /// Labels for filtering and routing.
     pub labels: Option<BTreeMap<String, String>>,
+    /// `manual`, `auto` (default: sync every new revision) or `self_heal`
+    /// (also re-apply when live objects change).
+    pub sync_mode: Option<String>,
+    /// Commit `gitops/clusters/<name>/kustomization.yaml` (building on the
+    /// cloud's overlay) to the desired-state repository and push it before
+    /// registering. A rejected push registers nothing.
+    pub scaffold: Option<bool>,
 }
 
 /// Body of `PATCH /api/v1/clusters/{name}`.
@@ -95,6 +156,8 @@ pub struct PatchCluster {
     pub labels: Option<BTreeMap<String, String>>,
     /// Changes the cloud.
     pub cloud: Option<String>,
+    /// Changes the sync mode: `manual`, `auto` or `self_heal`.
+    pub sync_mode: Option<String>,
 }
 
 /// Query of `GET /api/v1/clusters`.
@@ -129,8 +192,9 @@ pub struct ClusterList {
     responses(
         (status = 201, description = "Registered", body = ClusterView),
         (status = 400, description = "Malformed or refused kubeconfig", body = Problem),
-        (status = 409, description = "Name taken", body = Problem),
+        (status = 409, description = "Name taken, or the scaffold push was rejected", body = Problem),
         (status = 422, description = "Cannot connect with these credentials", body = Problem),
+        (status = 502, description = "The Git remote failed during the scaffold push", body = Problem),
     ))]
 pub async fn register(
     State(state): State<AppState>,
@@ -140,6 +204,12 @@ pub async fn register(
     let labels = body.labels.unwrap_or_default();
     check_labels(&labels)?;
     let declared = body.cloud.as_deref().map(parse_cloud).transpose()?;
+    let sync_mode = body
+        .sync_mode
+        .as_deref()
+        .map(parse_sync_mode)
+        .transpose()?
+        .unwrap_or(SyncMode::Auto);
     if state.store.get_cluster(&body.name).await?.is_some() {
         return Err(ApiError::Conflict(format!(
             "a cluster named `{}` is already registered",
@@ -159,6 +229,16 @@ pub async fn register(
         (Some(cloud), _) => (cloud, CloudSource::Declared),
         (None, Some(cloud)) => (cloud, CloudSource::Detected),
         (None, None) => (Cloud::Other, CloudSource::Default),
+    };
+    // Pushed before anything is stored: a refused push registers nothing.
+    let scaffolded = match body.scaffold {
+        Some(true) => Some(
+            state
+                .gitops
+                .scaffold(body.name.clone(), cloud.to_string())
+                .await?,
+        ),
+        _ => None,
     };
     let now = now_ms();
     let credentials = state.master_key.seal(
@@ -185,14 +265,21 @@ pub async fn register(
                     + i64::try_from(state.checks.interval.as_millis()).unwrap_or(i64::MAX),
                 consecutive_failures: 0,
             }),
+            sync_mode,
         })
         .await?;
     tracing::info!(cluster = %cluster.name, cloud = %cluster.cloud, "cluster registered");
+    if sync_mode != SyncMode::Manual {
+        // its first sync: the worker picks it up at once
+        state.gitops.sync_queued();
+    }
     let location = format!("/api/v1/clusters/{}", cluster.name);
+    let mut view = ClusterView::from(cluster);
+    view.scaffold_revision = scaffolded.map(|s| s.revision);
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        ApiJson(ClusterView::from(cluster)),
+        ApiJson(view),
     )
         .into_response())
 }
@@ -203,24 +290,14 @@ pub async fn register(
               (status = 400, description = "Bad filter", body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
-    query: Result<Query<ListClusters>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<ListClusters>,
 ) -> Result<ApiJson<ClusterList>, ApiError> {
-    let Query(query) = query.map_err(|rejection| ApiError::BadRequest {
-        detail: rejection.body_text(),
-        field: None,
-    })?;
     let cloud = query.cloud.as_deref().map(parse_cloud).transpose()?;
     let labels = match query.label_selector.as_deref() {
         Some(selector) => parse_selector(selector)?,
         None => Vec::new(),
     };
-    let limit = query.limit.unwrap_or(ClusterQuery::DEFAULT_LIMIT);
-    if !(1..=ClusterQuery::MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_field(
-            "limit",
-            "limit must be between 1 and 500",
-        ));
-    }
+    let limit = page_limit(query.limit, ClusterQuery::DEFAULT_LIMIT)?;
     let page = state
         .store
         .list_clusters(&ClusterQuery {
@@ -249,7 +326,7 @@ pub async fn get(
     Ok(ApiJson(cluster.into()))
 }
 
-/// Change a cluster's labels or cloud.
+/// Change a cluster's labels, cloud or sync mode.
 #[utoipa::path(patch, path = "/api/v1/clusters/{name}", operation_id = "patchCluster", tag = "clusters",
     params(("name" = String, Path, description = "Cluster name")),
     request_body = PatchCluster,
@@ -265,9 +342,11 @@ pub async fn patch(
         check_labels(labels)?;
     }
     let cloud = body.cloud.as_deref().map(parse_cloud).transpose()?;
+    let sync_mode = body.sync_mode.as_deref().map(parse_sync_mode).transpose()?;
     let update = ClusterUpdate {
         labels: body.labels,
         cloud,
+        sync_mode,
     };
     let cluster = state
         .store
@@ -317,7 +396,7 @@ pub async fn check(
 }
 
 /// The named cluster, or a 404 problem.
-async fn existing(state: &AppState, name: &str) -> Result<Cluster, ApiError> {
+pub(crate) async fn existing(state: &AppState, name: &str) -> Result<Cluster, ApiError> {
     state
         .store
         .get_cluster(name)
@@ -325,7 +404,7 @@ async fn existing(state: &AppState, name: &str) -> Result<Cluster, ApiError> {
         .ok_or_else(|| not_found(name))
 }
 
-fn not_found(name: &str) -> ApiError {
+pub(crate) fn not_found(name: &str) -> ApiError {
     ApiError::NotFound(format!("no cluster named `{name}`"))
 }
 
@@ -389,6 +468,11 @@ fn parse_cloud(text: &str) -> Result<Cloud, ApiError> {
         })
 }
 
+fn parse_sync_mode(text: &str) -> Result<SyncMode, ApiError> {
+    text.parse()
+        .map_err(|error: String| ApiError::bad_field("sync_mode", error))
+}
+
 /// `k=v,k2=v2` into pairs.
 fn parse_selector(selector: &str) -> Result<Vec<(String, String)>, ApiError> {
     selector
@@ -422,7 +506,7 @@ fn probe_error(error: &ProbeError) -> ApiError {
     }
 }
 
-fn rfc3339(ms: i64) -> String {
+pub(crate) fn rfc3339(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string())
 }
 

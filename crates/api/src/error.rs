@@ -1,7 +1,8 @@
 //! The API's one error type, answered as RFC 7807 `application/problem+json`.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -37,6 +38,9 @@ pub enum ApiError {
     },
     /// 401: no or unknown bearer token.
     Unauthorized,
+    /// 401: a request that authenticates otherwise (e.g. a webhook
+    /// signature) did not.
+    BadCredentials(String),
     /// 403: the token lacks the scope.
     Forbidden(String),
     /// 404: no such resource.
@@ -54,6 +58,8 @@ pub enum ApiError {
         /// The field at fault.
         field: Option<String>,
     },
+    /// 502: a service we depend on (the Git remote) failed.
+    BadGateway(String),
     /// 503: overloaded or timed out.
     Unavailable(String),
     /// 500: our fault. The detail is logged once, never sent.
@@ -84,6 +90,7 @@ impl ApiError {
                 "a valid bearer token is required (Authorization: Bearer <token>)".to_owned(),
                 None,
             ),
+            Self::BadCredentials(detail) => (StatusCode::UNAUTHORIZED, detail.clone(), None),
             Self::Forbidden(detail) => (StatusCode::FORBIDDEN, detail.clone(), None),
             Self::NotFound(detail) => (StatusCode::NOT_FOUND, detail.clone(), None),
             Self::Conflict(detail) => (StatusCode::CONFLICT, detail.clone(), None),
@@ -96,6 +103,7 @@ impl ApiError {
                 detail.clone(),
                 field.clone(),
             ),
+            Self::BadGateway(detail) => (StatusCode::BAD_GATEWAY, detail.clone(), None),
             Self::Unavailable(detail) => (StatusCode::SERVICE_UNAVAILABLE, detail.clone(), None),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -122,7 +130,12 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %message, "internal error answering a request");
         }
         let (status, detail, field) = self.parts();
-        problem(status, detail, field)
+        let mut response = problem(status, detail, field);
+        if matches!(self, Self::BadCredentials(_)) {
+            // not a bearer-token challenge
+            response.headers_mut().remove(header::WWW_AUTHENTICATE);
+        }
+        response
     }
 }
 
@@ -195,5 +208,44 @@ where
 impl<T: Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
+    }
+}
+
+/// `Query` whose rejections (unknown or malformed parameters) are problem+json.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::BadRequest {
+                detail: rejection.body_text(),
+                field: None,
+            }),
+        }
+    }
+}
+
+/// The largest page any list returns.
+pub const MAX_PAGE: u32 = 500;
+
+/// A page size from a `limit` parameter: `default` when absent, else
+/// 1–[`MAX_PAGE`] or a 400 naming `limit`.
+pub fn page_limit(limit: Option<u32>, default: u32) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(default);
+    if (1..=MAX_PAGE).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::bad_field(
+            "limit",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ))
     }
 }

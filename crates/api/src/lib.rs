@@ -8,7 +8,9 @@
 mod auth;
 mod clusters;
 mod error;
+mod gitops;
 mod metrics;
+mod syncs;
 mod tokens;
 
 use std::sync::Arc;
@@ -35,6 +37,7 @@ use utoipa_axum::routes;
 
 pub use clusters::{ClusterView, RegisterCluster};
 pub use error::{ApiError, ApiJson, Problem};
+pub use gitops::{BoxFuture, GitCredentials, GitOpsControl, ScaffoldError, Scaffolded};
 pub use metrics::HttpMetrics;
 
 /// What every handler can reach.
@@ -50,6 +53,8 @@ pub struct AppState {
     pub checks: Arc<CheckSettings>,
     /// HTTP request metrics.
     pub metrics: Arc<HttpMetrics>,
+    /// The GitOps controller: fetch now, sync now, scaffold.
+    pub gitops: Arc<dyn GitOpsControl>,
 }
 
 /// Limits applied to every request.
@@ -97,7 +102,9 @@ struct ApiDoc;
 
 /// The OpenAPI document of every `/api/v1` route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().split_for_parts().1
+    let mut document = api_routes().split_for_parts().1;
+    document.merge(public_routes().split_for_parts().1);
+    document
 }
 
 fn api_routes() -> OpenApiRouter<AppState> {
@@ -105,13 +112,26 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(clusters::register, clusters::list))
         .routes(routes!(clusters::get, clusters::patch, clusters::delete))
         .routes(routes!(clusters::check))
+        .routes(routes!(syncs::sync))
+        .routes(routes!(syncs::list))
+        .routes(routes!(syncs::get))
+        .routes(routes!(syncs::resources))
+        .routes(routes!(gitops::get_repository, gitops::put_repository))
+        .routes(routes!(gitops::list_revisions))
         .routes(routes!(tokens::create, tokens::list))
         .routes(routes!(tokens::revoke))
+}
+
+/// Routes that authenticate otherwise than by bearer token.
+fn public_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(gitops::webhook))
 }
 
 /// Builds the service's router with its layers.
 pub fn router(state: AppState, limits: &Limits) -> Router {
     let (api, mut document) = api_routes().split_for_parts();
+    let (public, public_document) = public_routes().split_for_parts();
+    document.merge(public_document);
     // routes outside the OpenAPI router, documented by hand
     document.paths.paths.insert(
         "/api/v1/openapi.json".to_owned(),
@@ -140,6 +160,7 @@ pub fn router(state: AppState, limits: &Limits) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(public)
         .merge(authenticated)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))

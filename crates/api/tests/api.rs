@@ -2,21 +2,53 @@
 //! kube-apiserver clusters from testenv, no mocks.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
-use pilothouse_api::{AppState, HttpMetrics, Limits};
+use pilothouse_api::{
+    AppState, BoxFuture, GitOpsControl, HttpMetrics, Limits, ScaffoldError, Scaffolded,
+};
 use pilothouse_fleet::{CheckSettings, KubeconfigPolicy};
 use pilothouse_store::{MasterKey, Scope, Store};
 use pilothouse_testenv::{FakeNode, ProviderCloud, TestCluster, start_fleet};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+/// Stands in for the GitOps controller the binary runs (that one is tested
+/// through the real `serve`): counts what the API asks of it.
+#[derive(Default)]
+struct Requests {
+    fetches: AtomicUsize,
+    syncs: AtomicUsize,
+}
+
+struct Control(Arc<Requests>);
+
+impl GitOpsControl for Control {
+    fn fetch_now(&self) {
+        self.0.fetches.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn sync_queued(&self) {
+        self.0.syncs.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn scaffold(&self, _: String, _: String) -> BoxFuture<Result<Scaffolded, ScaffoldError>> {
+        Box::pin(async {
+            Err(ScaffoldError::Rejected(
+                "the remote refused the push (not a fast-forward)".into(),
+            ))
+        })
+    }
+}
+
 struct Api {
     router: Router,
     store: Store,
+    requests: Arc<Requests>,
     write: String,
     read: String,
     dir: tempfile::TempDir,
@@ -30,6 +62,7 @@ async fn api() -> Api {
     let key = MasterKey::load_or_create(&dir.path().join("master.key"), None).unwrap();
     let (_, write) = store.create_token("admin", Scope::Write).await.unwrap();
     let (_, read) = store.create_token("viewer", Scope::Read).await.unwrap();
+    let requests = Arc::new(Requests::default());
     let state = AppState {
         store: store.clone(),
         master_key: Arc::new(key),
@@ -39,11 +72,13 @@ async fn api() -> Api {
             ..CheckSettings::default()
         }),
         metrics: Arc::new(HttpMetrics::default()),
+        gitops: Arc::new(Control(Arc::clone(&requests))),
     };
     let router = pilothouse_api::router(state, &Limits::default());
     Api {
         router,
         store,
+        requests,
         write,
         read,
         dir,
@@ -538,6 +573,13 @@ async fn openapi_lists_every_route_and_metrics_count_requests() {
         ("/api/v1/clusters", vec!["get", "post"]),
         ("/api/v1/clusters/{name}", vec!["delete", "get", "patch"]),
         ("/api/v1/clusters/{name}/check", vec!["post"]),
+        ("/api/v1/clusters/{name}/sync", vec!["post"]),
+        ("/api/v1/clusters/{name}/syncs", vec!["get"]),
+        ("/api/v1/clusters/{name}/syncs/{id}", vec!["get"]),
+        ("/api/v1/clusters/{name}/resources", vec!["get"]),
+        ("/api/v1/repository", vec!["get", "put"]),
+        ("/api/v1/revisions", vec!["get"]),
+        ("/api/v1/webhooks/git", vec!["post"]),
         ("/api/v1/tokens", vec!["get", "post"]),
         ("/api/v1/tokens/{id}", vec!["delete"]),
         ("/api/v1/openapi.json", vec!["get"]),
@@ -615,4 +657,342 @@ fn base64_decode(text: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(text)
         .unwrap()
+}
+
+/// GitHub's signature of `body` under `secret`, computed by the openssl CLI
+/// (an implementation independent of ours).
+fn github_signature(secret: &str, body: &[u8]) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-hmac", secret, "-hex"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the openssl CLI must be installed");
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    format!("sha256={}", text.trim().rsplit(' ').next().unwrap())
+}
+
+impl Api {
+    async fn webhook(&self, headers: &[(&str, &str)], body: &[u8]) -> (StatusCode, Value, String) {
+        let mut request =
+            Request::post("/api/v1/webhooks/git").header(header::CONTENT_TYPE, "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send(request.body(Body::from(body.to_vec())).unwrap())
+            .await
+    }
+}
+
+#[tokio::test]
+async fn repository_settings_keep_secrets_and_webhooks_are_verified() {
+    let api = api().await;
+    let (status, body, content_type) = api
+        .call("GET", "/api/v1/repository", Some(&api.read), None)
+        .await;
+    assert_problem(status, &body, &content_type, StatusCode::NOT_FOUND);
+
+    // Bad settings are refused, naming the field; nothing is stored.
+    for (bad, field) in [
+        (json!({"url": "relative/path"}), "url"),
+        (json!({"url": "git://example.com/repo.git"}), "url"),
+        (json!({"url": "https://user:pw@example.com/r.git"}), "url"),
+        (
+            json!({"url": "http://example.com/r.git", "credentials": {"kind": "token", "token": "t0k3n"}}),
+            "url",
+        ),
+        (
+            json!({"url": "/srv/git/desired", "branch": "a..b"}),
+            "branch",
+        ),
+        (json!({"url": "/srv/git/desired", "path": "../up"}), "path"),
+        (
+            json!({"url": "/srv/git/desired", "poll_interval_seconds": 1}),
+            "poll_interval_seconds",
+        ),
+        (
+            json!({"url": "/srv/git/desired", "webhook_secret": "short"}),
+            "webhook_secret",
+        ),
+    ] {
+        let (status, body, content_type) = api
+            .call(
+                "PUT",
+                "/api/v1/repository",
+                Some(&api.write),
+                Some(bad.clone()),
+            )
+            .await;
+        assert_problem(status, &body, &content_type, StatusCode::BAD_REQUEST);
+        assert_eq!(body["field"], field, "{bad} {body}");
+        assert!(!body.to_string().contains("pw@"), "{body}");
+    }
+    assert_eq!(api.store.get_repository().await.unwrap(), None);
+    // Writing needs the write scope.
+    let (status, _, _) = api
+        .call(
+            "PUT",
+            "/api/v1/repository",
+            Some(&api.read),
+            Some(json!({"url": "/srv/git/desired"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let secret = "a-webhook-secret-of-some-length";
+    let (status, repo, _) = api
+        .call(
+            "PUT",
+            "/api/v1/repository",
+            Some(&api.write),
+            Some(json!({
+                "url": "https://git.example.com/ops/desired.git",
+                "branch": "main",
+                "credentials": {"kind": "token", "token": "glpat-secret-token"},
+                "webhook_secret": secret,
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{repo}");
+    assert_eq!(repo["credentials"], "token");
+    assert_eq!(repo["webhook_secret_set"], true);
+    assert!(!repo.to_string().contains("glpat-secret-token"), "{repo}");
+    assert!(!repo.to_string().contains(secret), "{repo}");
+    assert_eq!(api.requests.fetches.load(Ordering::SeqCst), 1);
+
+    // Webhooks: a bad or missing signature is 401 and starts nothing.
+    let push =
+        json!({"ref": "refs/heads/main", "after": "0123456789abcdef0123456789abcdef01234567"});
+    let push = push.to_string().into_bytes();
+    let good = github_signature(secret, &push);
+    let wrong = github_signature("another-secret-entirely", &push);
+    for headers in [
+        vec![("x-github-event", "push")],
+        vec![
+            ("x-github-event", "push"),
+            ("x-hub-signature-256", wrong.as_str()),
+        ],
+        vec![
+            ("x-github-event", "push"),
+            ("x-hub-signature-256", "sha256=zz"),
+        ],
+        vec![
+            ("x-gitlab-event", "Push Hook"),
+            ("x-gitlab-token", "not-the-secret"),
+        ],
+        vec![],
+    ] {
+        let (status, body, content_type) = api.webhook(&headers, &push).await;
+        assert_problem(status, &body, &content_type, StatusCode::UNAUTHORIZED);
+    }
+    // A body changed after signing is refused too.
+    let mut tampered = push.clone();
+    tampered.extend_from_slice(b" ");
+    let (status, _, _) = api
+        .webhook(
+            &[("x-github-event", "push"), ("x-hub-signature-256", &good)],
+            &tampered,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(api.requests.fetches.load(Ordering::SeqCst), 1);
+
+    // A signed push to the followed branch starts a fetch; a replay is harmless.
+    for _ in 0..2 {
+        let (status, body, _) = api
+            .webhook(
+                &[("x-github-event", "push"), ("x-hub-signature-256", &good)],
+                &push,
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(body["status"], "accepted");
+    }
+    assert_eq!(api.requests.fetches.load(Ordering::SeqCst), 3);
+    // GitLab's token works the same way.
+    let (status, body, _) = api
+        .webhook(
+            &[("x-gitlab-event", "Push Hook"), ("x-gitlab-token", secret)],
+            &json!({"object_kind": "push", "ref": "refs/heads/main", "after": "abc"})
+                .to_string()
+                .into_bytes(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(api.requests.fetches.load(Ordering::SeqCst), 4);
+    // Another branch, and a ping, are answered but start nothing.
+    let other = json!({"ref": "refs/heads/feature"})
+        .to_string()
+        .into_bytes();
+    let (status, body, _) = api
+        .webhook(
+            &[
+                ("x-github-event", "push"),
+                ("x-hub-signature-256", &github_signature(secret, &other)),
+            ],
+            &other,
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("ignored"))
+    );
+    let ping = json!({"zen": "Keep it logically awesome."})
+        .to_string()
+        .into_bytes();
+    let (status, body, _) = api
+        .webhook(
+            &[
+                ("x-github-event", "ping"),
+                ("x-hub-signature-256", &github_signature(secret, &ping)),
+            ],
+            &ping,
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("pong"))
+    );
+    assert_eq!(api.requests.fetches.load(Ordering::SeqCst), 4);
+
+    // Every accepted delivery is in the repository's event log.
+    let (_, repo, _) = api
+        .call("GET", "/api/v1/repository", Some(&api.read), None)
+        .await;
+    let webhooks = repo["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "webhook")
+        .count();
+    assert_eq!(webhooks, 3, "{repo}");
+
+    // Removing the secret refuses every webhook.
+    let (status, _, _) = api
+        .call(
+            "PUT",
+            "/api/v1/repository",
+            Some(&api.write),
+            Some(json!({"url": "https://git.example.com/ops/desired.git", "webhook_secret": ""})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = api
+        .webhook(
+            &[("x-github-event", "push"), ("x-hub-signature-256", &good)],
+            &push,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn sync_requests_are_queued_once_and_syncs_are_readable() {
+    let api = api().await;
+    let cluster = TestCluster::start("sync-api").await.unwrap();
+    let (status, body, _) = api
+        .register("edge", &cluster, json!({"sync_mode": "manual"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["sync_mode"], "manual");
+    assert_eq!(body["sync"]["status"], "never");
+    // A manual cluster is not synced on registration.
+    assert_eq!(api.requests.syncs.load(Ordering::SeqCst), 0);
+
+    let (status, body, _) = api
+        .register("bad-mode", &cluster, json!({"sync_mode": "sometimes"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["field"], "sync_mode");
+
+    let request = Request::post("/api/v1/clusters/edge/sync")
+        .header(header::AUTHORIZATION, format!("Bearer {}", api.write))
+        .body(Body::empty())
+        .unwrap();
+    let response = api.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let location = response.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let bytes = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let queued: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(queued["status"], "queued");
+    assert_eq!(queued["trigger"], "manual");
+    assert_eq!(
+        location,
+        format!("/api/v1/clusters/edge/syncs/{}", queued["id"])
+    );
+    // Asking again while it waits returns the same sync.
+    let (status, again, _) = api
+        .call("POST", "/api/v1/clusters/edge/sync", Some(&api.write), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(again["id"], queued["id"]);
+    assert_eq!(api.requests.syncs.load(Ordering::SeqCst), 2);
+
+    let (status, list, _) = api
+        .call("GET", "/api/v1/clusters/edge/syncs", Some(&api.read), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let (status, detail, _) = api.call("GET", &location, Some(&api.read), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(detail["objects"], json!([]));
+    let (status, resources, _) = api
+        .call(
+            "GET",
+            "/api/v1/clusters/edge/resources",
+            Some(&api.read),
+            None,
+        )
+        .await;
+    assert_eq!((status, resources), (StatusCode::OK, json!([])));
+
+    for path in [
+        "/api/v1/clusters/nope/syncs",
+        "/api/v1/clusters/edge/syncs/999",
+        "/api/v1/clusters/nope/resources",
+    ] {
+        let (status, body, content_type) = api.call("GET", path, Some(&api.read), None).await;
+        assert_problem(status, &body, &content_type, StatusCode::NOT_FOUND);
+    }
+    let (status, body, content_type) = api
+        .call("POST", "/api/v1/clusters/nope/sync", Some(&api.write), None)
+        .await;
+    assert_problem(status, &body, &content_type, StatusCode::NOT_FOUND);
+    let (status, _, _) = api
+        .call("POST", "/api/v1/clusters/edge/sync", Some(&api.read), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Sync mode changes through PATCH.
+    let (status, body, _) = api
+        .call(
+            "PATCH",
+            "/api/v1/clusters/edge",
+            Some(&api.write),
+            Some(json!({"sync_mode": "self_heal"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["sync_mode"], "self_heal");
+
+    // A refused scaffold push registers nothing.
+    let (status, body, content_type) = api
+        .register(
+            "scaffolded",
+            &cluster,
+            json!({"scaffold": true, "cloud": "gke"}),
+        )
+        .await;
+    assert_problem(status, &body, &content_type, StatusCode::CONFLICT);
+    assert!(
+        body["detail"].as_str().unwrap().contains("fast-forward"),
+        "{body}"
+    );
+    assert_eq!(api.store.get_cluster("scaffolded").await.unwrap(), None);
 }

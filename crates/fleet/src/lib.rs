@@ -8,7 +8,14 @@
 //! - [`client_for`]: kube clients built from validated kubeconfigs, with timeouts;
 //! - [`probe`]: a bounded connectivity check (server version, an authenticated
 //!   list, node provider IDs);
-//! - [`detect_cloud`]: which cloud a cluster runs on — pure.
+//! - [`detect_cloud`]: which cloud a cluster runs on — pure;
+//! - [`sync`]: server-side apply of desired objects in dependency order
+//!   (Namespaces and CRDs first, CRDs waited for until established), a fast
+//!   no-change path from the previous inventory, pruning of what is no longer
+//!   desired, and the health of what was applied; [`assess_health`] re-reads an
+//!   inventory's health later, [`object_health`] is the pure rule. Values in,
+//!   values out: the caller renders the desired objects and stores the
+//!   inventory.
 //!
 //! It must not: write SQL or keep state (the `store` crate holds credentials,
 //! encrypted), serve HTTP (only `api` does), or let a secret (token, key,
@@ -19,6 +26,7 @@ mod cloud;
 mod health;
 mod kubeconfig;
 mod probe;
+mod sync;
 mod yaml;
 
 pub use cloud::detect_cloud;
@@ -28,3 +36,7 @@ pub use kubeconfig::{
     MAX_KUBECONFIG_BYTES, ValidatedKubeconfig, validate_kubeconfig,
 };
 pub use probe::{Probe, ProbeError, client_for, probe};
+pub use sync::{
+    Health, HealthContext, InventoryEntry, ObjectAction, ObjectHealth, ObjectKey, ObjectResult,
+    PRUNE_ANNOTATION, SyncError, SyncOptions, SyncOutcome, assess_health, object_health, sync,
+};

@@ -276,7 +276,7 @@ fn credentials_error(error: &AuthError, exec: Option<&str>) -> ProbeError {
 
 /// The messages of an error's causes, outermost first, without repeats: e.g.
 /// `client error (Connect): tcp connect error: Connection refused (os error 111)`.
-fn chain_message(error: &kube::Error) -> String {
+pub(crate) fn chain_message(error: &kube::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -293,11 +293,16 @@ fn chain_message(error: &kube::Error) -> String {
 }
 
 fn shorten(text: &str) -> String {
+    shorten_to(text, MAX_MESSAGE)
+}
+
+/// `text` trimmed and cut to `max` characters (an ellipsis marks a cut).
+pub(crate) fn shorten_to(text: &str, max: usize) -> String {
     let text = text.trim();
-    if text.chars().count() <= MAX_MESSAGE {
+    if text.chars().count() <= max {
         text.to_owned()
     } else {
-        let mut short: String = text.chars().take(MAX_MESSAGE).collect();
+        let mut short: String = text.chars().take(max).collect();
         short.push('…');
         short
     }

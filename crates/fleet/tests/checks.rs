@@ -53,6 +53,7 @@ async fn the_checker_marks_a_dead_cluster_unreachable_and_sees_it_recover() {
                 )
                 .unwrap(),
             check: None,
+            sync_mode: pilothouse_store::SyncMode::Manual,
         })
         .await
         .unwrap();

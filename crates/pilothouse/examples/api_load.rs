@@ -38,6 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 )?,
                 name,
                 cloud,
+                sync_mode: pilothouse_store::SyncMode::Manual,
                 cloud_source: CloudSource::Declared,
                 server_url: format!("https://10.0.{}.{}:6443", i / 250, i % 250),
                 context: "default".into(),

@@ -9,6 +9,7 @@ mod cluster;
 mod duration;
 mod render;
 mod serve;
+mod sync;
 mod token;
 
 /// Pilothouse: multi-cluster GitOps monitoring control plane.
@@ -32,6 +33,8 @@ enum Command {
     Cluster(cluster::ClusterArgs),
     /// Manage API tokens (talks to a running service).
     Token(token::TokenArgs),
+    /// Sync a cluster with Git now and wait for the result (exit 1 if it failed).
+    Sync(sync::SyncArgs),
 }
 
 impl Cli {
@@ -42,6 +45,7 @@ impl Cli {
             Command::Render(args) => render::run(args),
             Command::Cluster(args) => cluster::run(args),
             Command::Token(args) => token::run(args),
+            Command::Sync(args) => sync::run(args),
         };
         match outcome {
             Ok(code) => code,

@@ -166,6 +166,24 @@ async fn serve_with_zero_configuration_keeps_clusters_across_restarts() {
         &["cluster", "list", "-o", "yaml"],
     ));
     assert!(yaml.contains("name: edge"), "{yaml}");
+
+    // Zero configuration: this repository's own checkout is the desired state.
+    let repository: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/repository", server.url))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let root = std::fs::canonicalize(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).unwrap();
+    assert_eq!(
+        repository["url"],
+        root.display().to_string(),
+        "{repository}"
+    );
+    assert_eq!(repository["credentials"], "none");
     let refused = cli(
         workdir.path(),
         &server,

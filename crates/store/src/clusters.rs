@@ -10,7 +10,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use crate::store::now_ms;
-use crate::{Cloud, SealedSecret, Store, StoreError};
+use crate::{Cloud, ClusterSync, SealedSecret, Store, StoreError, SyncMode};
 
 /// Columns of `clusters` that make a [`Cluster`], in the order
 /// [`cluster_from_row`] reads them. A macro so queries stay `&'static str`.
@@ -18,7 +18,9 @@ macro_rules! cluster_columns {
     () => {
         "name, cloud, cloud_source, server_url, context, labels, kubernetes_version, \
          reachability, last_error, last_check_at, next_check_at, consecutive_failures, \
-         created_at, updated_at"
+         created_at, updated_at, sync_mode, sync_status, synced_revision, last_sync_id, \
+         last_sync_at, sync_error, sync_failures, next_sync_at, health, health_checked_at, \
+         last_sync_revision"
     };
 }
 
@@ -143,6 +145,8 @@ pub struct NewCluster {
     /// The connectivity check made at registration, if any. Without one the
     /// cluster is `Unknown` and due for a check at once.
     pub check: Option<CheckRecord>,
+    /// How it follows Git.
+    pub sync_mode: SyncMode,
 }
 
 /// A registered cluster. It deliberately has no credentials: those are read
@@ -178,6 +182,8 @@ pub struct Cluster {
     /// When its registration (labels, cloud) last changed (unix ms); checks
     /// do not change it.
     pub updated_at: i64,
+    /// Its sync mode and the state of its syncs.
+    pub sync: ClusterSync,
 }
 
 /// Which clusters to list, one page at a time.
@@ -229,6 +235,8 @@ pub struct ClusterUpdate {
     pub labels: Option<BTreeMap<String, String>>,
     /// Sets the cloud; its source becomes [`CloudSource::Declared`].
     pub cloud: Option<Cloud>,
+    /// Sets the sync mode.
+    pub sync_mode: Option<SyncMode>,
 }
 
 /// The result of one connectivity check.
@@ -271,8 +279,8 @@ impl Store {
             "INSERT INTO clusters (name, cloud, cloud_source, server_url, context, labels, \
                  kubernetes_version, credentials_key_id, credentials_nonce, \
                  credentials_ciphertext, reachability, last_error, last_check_at, \
-                 next_check_at, consecutive_failures, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 next_check_at, consecutive_failures, created_at, updated_at, sync_mode) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              RETURNING ",
             cluster_columns!()
         );
@@ -298,6 +306,7 @@ impl Store {
             .bind(check.map_or(0, |c| i64::from(c.consecutive_failures)))
             .bind(now)
             .bind(now)
+            .bind(new.sync_mode.as_str())
             .fetch_one(&self.writer)
             .await
             .map_err(|e| StoreError::from_write(e, || format!("cluster `{}`", new.name)))?;
@@ -344,7 +353,7 @@ impl Store {
         name: &str,
         update: &ClusterUpdate,
     ) -> Result<Option<Cluster>, StoreError> {
-        if update.labels.is_none() && update.cloud.is_none() {
+        if update.labels.is_none() && update.cloud.is_none() && update.sync_mode.is_none() {
             return self.get_cluster(name).await;
         }
         let sql = concat!(
@@ -352,6 +361,7 @@ impl Store {
                  labels = COALESCE(?1, labels), \
                  cloud = COALESCE(?2, cloud), \
                  cloud_source = CASE WHEN ?2 IS NULL THEN cloud_source ELSE 'declared' END, \
+                 sync_mode = COALESCE(?5, sync_mode), \
                  updated_at = ?3 \
              WHERE name = ?4 \
              RETURNING ",
@@ -362,6 +372,7 @@ impl Store {
             .bind(update.cloud.map(Cloud::as_str))
             .bind(now_ms())
             .bind(name)
+            .bind(update.sync_mode.map(SyncMode::as_str))
             .fetch_optional(&self.writer)
             .await?;
         row.as_ref().map(cluster_from_row).transpose()
@@ -389,14 +400,7 @@ impl Store {
         .bind(name)
         .fetch_optional(&self.reader)
         .await?;
-        row.map(|row| {
-            Ok(SealedSecret {
-                key_id: row.try_get(0)?,
-                nonce: row.try_get(1)?,
-                ciphertext: row.try_get(2)?,
-            })
-        })
-        .transpose()
+        row.map(|row| sealed_from_row(&row, 0)).transpose()
     }
 
     /// Replaces a cluster's sealed kubeconfig (e.g. after key rotation or a
@@ -562,6 +566,29 @@ fn cluster_from_row(row: &SqliteRow) -> Result<Cluster, StoreError> {
         })?,
         created_at: row.try_get(12)?,
         updated_at: row.try_get(13)?,
+        sync: ClusterSync {
+            mode: parse(row, 14, "clusters.sync_mode")?,
+            status: parse(row, 15, "clusters.sync_status")?,
+            revision: row.try_get(16)?,
+            last_sync_id: row.try_get(17)?,
+            last_sync_at: row.try_get(18)?,
+            error: row.try_get(19)?,
+            failures: row.try_get::<i64, _>(20)?.try_into().unwrap_or(u32::MAX),
+            next_sync_at: row.try_get(21)?,
+            health: parse(row, 22, "clusters.health")?,
+            health_checked_at: row.try_get(23)?,
+            last_revision: row.try_get(24)?,
+        },
+    })
+}
+
+/// A sealed secret stored in three columns from `start`: key id, nonce,
+/// ciphertext.
+pub(crate) fn sealed_from_row(row: &SqliteRow, start: usize) -> Result<SealedSecret, StoreError> {
+    Ok(SealedSecret {
+        key_id: row.try_get(start)?,
+        nonce: row.try_get(start + 1)?,
+        ciphertext: row.try_get(start + 2)?,
     })
 }
 

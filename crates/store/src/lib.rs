@@ -34,7 +34,10 @@ mod cloud;
 mod clusters;
 mod crypto;
 mod error;
+mod repository;
 mod store;
+mod syncs;
+mod text_enum;
 mod tokens;
 
 pub use cloud::{Cloud, UnknownCloud};
@@ -44,7 +47,15 @@ pub use clusters::{
 };
 pub use crypto::{MASTER_KEY_ENV, MasterKey, SealedSecret};
 pub use error::StoreError;
+pub use repository::{
+    CredentialsKind, REPOSITORY_CREDENTIALS_CONTEXT, Repository, RepositoryEvent,
+    RepositoryEventKind, RepositorySettings, RevisionRecord, SecretChange, WEBHOOK_SECRET_CONTEXT,
+};
 pub use store::Store;
+pub use syncs::{
+    ClusterSync, ClusterSyncStatus, Health, InventoryRecord, ObjectAction, SyncCounts, SyncMode,
+    SyncObjectRecord, SyncQuery, SyncRecord, SyncResult, SyncStatus, SyncTrigger,
+};
 pub use tokens::{ApiToken, Scope, TOKEN_PREFIX, UnknownScope};
 
 #[cfg(test)]

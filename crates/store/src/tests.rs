@@ -94,7 +94,10 @@ async fn open_creates_a_wal_database_with_the_schema_and_reopen_keeps_data() {
         .fetch_one(&f.store.reader)
         .await
         .unwrap();
-    assert_eq!(applied, 1);
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations"))
+        .unwrap()
+        .count();
+    assert_eq!(applied, i64::try_from(migrations).unwrap());
 
     use std::os::unix::fs::PermissionsExt as _;
     let mode = std::fs::metadata(f.db_path()).unwrap().permissions().mode() & 0o777;
@@ -188,6 +191,7 @@ async fn clusters_are_inserted_read_updated_and_deleted() {
     let update = ClusterUpdate {
         labels: Some(labels(&[("team", "sre")])),
         cloud: None,
+        sync_mode: None,
     };
     let updated = f
         .store
@@ -203,6 +207,7 @@ async fn clusters_are_inserted_read_updated_and_deleted() {
     let update = ClusterUpdate {
         labels: None,
         cloud: Some(Cloud::Gke),
+        sync_mode: None,
     };
     let updated = f
         .store
@@ -729,6 +734,7 @@ impl Fixture {
                 )
                 .unwrap(),
             check: None,
+            sync_mode: SyncMode::Auto,
         }
     }
 }
@@ -810,4 +816,355 @@ async fn listing_and_due_checks_use_the_indexes() {
     )
     .await;
     assert!(plan.contains("clusters_next_check_at"), "{plan}");
+}
+
+fn revision(id: &str, summary: &str) -> RevisionRecord {
+    RevisionRecord {
+        id: id.into(),
+        author: "Ada Ops <ada@example.com>".into(),
+        summary: summary.into(),
+        committed_at: 1_700_000_000_000,
+        seen_at: 0,
+    }
+}
+
+#[tokio::test]
+async fn repository_settings_secrets_fetches_and_events() {
+    let f = Fixture::new().await;
+    assert_eq!(f.store.get_repository().await.unwrap(), None);
+    // A fetch before the repository exists is refused.
+    assert!(matches!(
+        f.store.record_fetch(&revision("a1", "x")).await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    let settings = RepositorySettings {
+        url: "https://git.example/ops/desired.git".into(),
+        branch: "main".into(),
+        path: "".into(),
+        poll_interval_secs: 60,
+    };
+    let token = f
+        .key
+        .seal(b"{\"kind\":\"token\"}", REPOSITORY_CREDENTIALS_CONTEXT)
+        .unwrap();
+    let webhook = f.key.seal(b"hook-secret", WEBHOOK_SECRET_CONTEXT).unwrap();
+    let repo = f
+        .store
+        .put_repository(
+            &settings,
+            SecretChange::Set((CredentialsKind::Token, token.clone())),
+            SecretChange::Set(webhook.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(repo.settings, settings);
+    assert_eq!(repo.credentials_kind, CredentialsKind::Token);
+    assert!(repo.has_webhook_secret);
+    assert_eq!(
+        f.store.repository_credentials().await.unwrap(),
+        Some((CredentialsKind::Token, token))
+    );
+    assert_eq!(f.store.webhook_secret().await.unwrap(), Some(webhook));
+    // Secrets never reach the file in clear.
+    assert!(!file_contains(&f.db_path(), b"hook-secret"));
+
+    // A new head is recorded once; the same head again is no change.
+    assert!(
+        f.store
+            .record_fetch(&revision("a1", "first"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.store
+            .record_fetch(&revision("a1", "first"))
+            .await
+            .unwrap()
+    );
+    f.store
+        .record_fetch_failure("remote unreachable")
+        .await
+        .unwrap();
+    let repo = f.store.get_repository().await.unwrap().unwrap();
+    assert_eq!(repo.head_revision.as_deref(), Some("a1"));
+    assert_eq!(repo.last_fetch_error.as_deref(), Some("remote unreachable"));
+    assert_eq!(repo.consecutive_fetch_failures, 1);
+    assert!(
+        f.store
+            .record_fetch(&revision("b2", "second"))
+            .await
+            .unwrap()
+    );
+    let repo = f.store.get_repository().await.unwrap().unwrap();
+    assert_eq!(repo.last_fetch_error, None);
+    assert_eq!(repo.consecutive_fetch_failures, 0);
+    let kinds: Vec<_> = f
+        .store
+        .list_repository_events(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.kind, e.revision))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (RepositoryEventKind::Fetched, Some("b2".into())),
+            (RepositoryEventKind::FetchFailed, None),
+            (RepositoryEventKind::Fetched, Some("a1".into())),
+        ]
+    );
+    assert_eq!(
+        f.store.get_revision("a1").await.unwrap().unwrap().summary,
+        "first"
+    );
+
+    // Keeping secrets keeps them; changing the branch forgets the head;
+    // clearing removes them.
+    let other = RepositorySettings {
+        branch: "release".into(),
+        ..settings
+    };
+    let repo = f
+        .store
+        .put_repository(&other, SecretChange::Keep, SecretChange::Clear)
+        .await
+        .unwrap();
+    assert_eq!(repo.credentials_kind, CredentialsKind::Token);
+    assert!(!repo.has_webhook_secret);
+    assert_eq!(repo.head_revision, None);
+    let repo = f
+        .store
+        .put_repository(&other, SecretChange::Clear, SecretChange::Keep)
+        .await
+        .unwrap();
+    assert_eq!(repo.credentials_kind, CredentialsKind::None);
+    assert_eq!(f.store.repository_credentials().await.unwrap(), None);
+    f.store.close().await;
+}
+
+fn object(kind: &str, name: &str, action: ObjectAction) -> SyncObjectRecord {
+    SyncObjectRecord {
+        api_version: "v1".into(),
+        kind: kind.into(),
+        namespace: Some("monitoring".into()),
+        name: name.into(),
+        action,
+        message: None,
+        health: Some(Health::Healthy),
+        health_message: None,
+    }
+}
+
+fn owned(kind: &str, name: &str) -> InventoryRecord {
+    InventoryRecord {
+        api_group: "".into(),
+        kind: kind.into(),
+        namespace: Some("monitoring".into()),
+        name: name.into(),
+        api_version: "v1".into(),
+        manifest_sha256: format!("sha-{name}"),
+        resource_version: "1".into(),
+        uid: format!("uid-{name}"),
+        health: Some(Health::Healthy),
+        health_message: None,
+    }
+}
+
+#[tokio::test]
+async fn syncs_queue_once_record_objects_inventory_and_cluster_state() {
+    let f = Fixture::new().await;
+    f.insert("edge").await;
+    assert_eq!(
+        f.store
+            .queue_sync("nope", SyncTrigger::Manual)
+            .await
+            .unwrap(),
+        None
+    );
+    let queued = f
+        .store
+        .queue_sync("edge", SyncTrigger::Manual)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(queued.status, SyncStatus::Queued);
+    // Queuing again (a replayed webhook, a second click) returns the same sync.
+    let again = f
+        .store
+        .queue_sync("edge", SyncTrigger::Auto)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.id, queued.id);
+    assert_eq!(again.trigger, SyncTrigger::Manual);
+    assert_eq!(f.store.queued_syncs(10).await.unwrap().len(), 1);
+
+    assert!(f.store.start_sync(queued.id, Some("a1")).await.unwrap());
+    assert!(!f.store.start_sync(queued.id, Some("a1")).await.unwrap());
+    // While it runs, a new sync can be queued.
+    let next = f
+        .store
+        .queue_sync("edge", SyncTrigger::Auto)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(next.id, queued.id);
+
+    let result = SyncResult {
+        succeeded: true,
+        revision: Some("a1".into()),
+        error: None,
+        health: Some(Health::Progressing),
+        objects: vec![
+            object("ConfigMap", "rules", ObjectAction::Created),
+            object("Service", "grafana", ObjectAction::Created),
+            object("Secret", "old", ObjectAction::Pruned),
+        ],
+        inventory: Some(vec![
+            owned("ConfigMap", "rules"),
+            owned("Service", "grafana"),
+        ]),
+        retry_at: None,
+    };
+    f.store.finish_sync(queued.id, &result).await.unwrap();
+    // Finishing twice is refused.
+    assert!(matches!(
+        f.store.finish_sync(queued.id, &result).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let (record, objects) = f.store.get_sync("edge", queued.id).await.unwrap().unwrap();
+    assert_eq!(record.status, SyncStatus::Succeeded);
+    assert_eq!(record.counts.created, 2);
+    assert_eq!(record.counts.pruned, 1);
+    assert_eq!(objects, result.objects);
+    assert_eq!(f.store.get_sync("other", queued.id).await.unwrap(), None);
+    let inventory = f.store.inventory("edge").await.unwrap();
+    assert_eq!(inventory, result.inventory.clone().unwrap());
+    let cluster = f.store.get_cluster("edge").await.unwrap().unwrap();
+    assert_eq!(cluster.sync.revision.as_deref(), Some("a1"));
+    assert_eq!(cluster.sync.status, ClusterSyncStatus::Succeeded);
+    assert_eq!(cluster.sync.health, Health::Progressing);
+    assert_eq!(cluster.sync.last_sync_id, Some(queued.id));
+
+    // A failed sync keeps the synced revision and the inventory, counts the
+    // failure and sets the retry time.
+    assert!(f.store.start_sync(next.id, Some("b2")).await.unwrap());
+    let failed = SyncResult {
+        succeeded: false,
+        revision: Some("b2".into()),
+        error: Some("overlays/aks/kustomization.yaml: bad YAML".into()),
+        health: None,
+        objects: vec![],
+        inventory: None,
+        retry_at: Some(42),
+    };
+    f.store.finish_sync(next.id, &failed).await.unwrap();
+    let cluster = f.store.get_cluster("edge").await.unwrap().unwrap();
+    assert_eq!(cluster.sync.revision.as_deref(), Some("a1"));
+    assert_eq!(cluster.sync.status, ClusterSyncStatus::Failed);
+    assert_eq!(cluster.sync.failures, 1);
+    assert_eq!(cluster.sync.next_sync_at, Some(42));
+    assert_eq!(cluster.sync.health, Health::Progressing);
+    assert_eq!(f.store.inventory("edge").await.unwrap(), inventory);
+
+    let page = f
+        .store
+        .list_syncs(
+            "edge",
+            &SyncQuery {
+                before: None,
+                limit: 1,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.iter().map(|s| s.id).collect::<Vec<_>>(), [next.id]);
+    let page = f
+        .store
+        .list_syncs(
+            "edge",
+            &SyncQuery {
+                before: Some(next.id),
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.iter().map(|s| s.id).collect::<Vec<_>>(), [queued.id]);
+
+    // Health assessments update the cluster and its objects.
+    let mut healthy = inventory.clone();
+    healthy[0].health = Some(Health::Degraded);
+    healthy[0].health_message = Some("job failed".into());
+    f.store
+        .record_health("edge", Health::Degraded, &healthy)
+        .await
+        .unwrap();
+    assert_eq!(f.store.inventory("edge").await.unwrap(), healthy);
+    let cluster = f.store.get_cluster("edge").await.unwrap().unwrap();
+    assert_eq!(cluster.sync.health, Health::Degraded);
+
+    // A sync left running by a stopped service is failed and retried.
+    let third = f
+        .store
+        .queue_sync("edge", SyncTrigger::Retry)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(f.store.start_sync(third.id, Some("b2")).await.unwrap());
+    assert_eq!(f.store.fail_interrupted_syncs().await.unwrap(), 1);
+    let (record, _) = f.store.get_sync("edge", third.id).await.unwrap().unwrap();
+    assert_eq!(record.status, SyncStatus::Failed);
+
+    // Sync mode is part of the registration.
+    let update = ClusterUpdate {
+        sync_mode: Some(SyncMode::SelfHeal),
+        ..ClusterUpdate::default()
+    };
+    let updated = f
+        .store
+        .update_cluster("edge", &update)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(updated.sync.mode, SyncMode::SelfHeal);
+
+    // Deleting the cluster deletes its syncs and inventory.
+    assert!(f.store.delete_cluster("edge").await.unwrap());
+    let left: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM syncs) + (SELECT COUNT(*) FROM sync_objects) \
+             + (SELECT COUNT(*) FROM inventory)",
+    )
+    .fetch_one(&f.store.reader)
+    .await
+    .unwrap();
+    assert_eq!(left, 0);
+    f.store.close().await;
+}
+
+#[test]
+fn text_enums_round_trip_and_name_the_allowed_values() {
+    for mode in SyncMode::ALL {
+        assert_eq!(mode.as_str().parse::<SyncMode>().unwrap(), *mode);
+    }
+    let error = "sometimes".parse::<SyncMode>().unwrap_err();
+    assert_eq!(
+        error,
+        "unknown sync mode `sometimes` (expected one of: manual, auto, self_heal)"
+    );
+    assert_eq!(
+        serde_json::to_string(&ObjectAction::PruneSkipped).unwrap(),
+        "\"prune_skipped\""
+    );
+    assert_eq!(
+        Health::worst([Health::Healthy, Health::Degraded, Health::Missing]),
+        Health::Degraded
+    );
+    assert_eq!(
+        Health::worst([Health::Progressing, Health::Unknown]),
+        Health::Unknown
+    );
+    assert_eq!(Health::worst([]), Health::Healthy);
 }

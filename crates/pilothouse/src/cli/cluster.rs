@@ -37,6 +37,13 @@ enum ClusterCommand {
         /// A label, `key=value` (repeatable).
         #[arg(long = "label", short = 'l')]
         labels: Vec<String>,
+        /// manual, auto (default) or self_heal.
+        #[arg(long)]
+        sync_mode: Option<String>,
+        /// Commit gitops/clusters/NAME/kustomization.yaml (on the cloud's
+        /// overlay) to the desired-state repository first.
+        #[arg(long)]
+        scaffold: bool,
         /// Output format.
         #[arg(short, long, value_enum, default_value_t)]
         output: Output,
@@ -89,6 +96,8 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
                 context,
                 cloud,
                 labels,
+                sync_mode,
+                scaffold,
                 output,
             } => {
                 let text = std::fs::read_to_string(&kubeconfig)
@@ -100,7 +109,8 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
                         .with_context(|| format!("label `{label}` is not key=value"))?;
                     label_map.insert(key.to_owned(), json!(value));
                 }
-                let body = json!({"name": name, "kubeconfig": text, "context": context, "cloud": cloud, "labels": label_map});
+                let body = json!({"name": name, "kubeconfig": text, "context": context, "cloud": cloud,
+                    "labels": label_map, "sync_mode": sync_mode, "scaffold": scaffold});
                 let cluster = client
                     .send(Method::POST, "/api/v1/clusters", Some(&body))
                     .await?;
@@ -167,6 +177,8 @@ fn table(clusters: &[Value]) -> String {
                 field(c, "cloud"),
                 field(c, "kubernetes_version"),
                 field(c, "reachability"),
+                field(&c["sync"], "status"),
+                field(&c["sync"], "health"),
                 field(c, "last_check_at"),
                 field(c, "server_url"),
             ]
@@ -178,6 +190,8 @@ fn table(clusters: &[Value]) -> String {
             "CLOUD",
             "VERSION",
             "REACHABILITY",
+            "SYNC",
+            "HEALTH",
             "LAST CHECK",
             "SERVER",
         ],

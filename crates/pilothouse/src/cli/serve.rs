@@ -2,7 +2,10 @@
 //!
 //! Zero configuration: a data directory (default `./.pilothouse`) holds the
 //! SQLite store, the master key (0600) that seals cluster credentials, and the
-//! first admin API token (0600, printed once when it is created).
+//! first admin API token (0600, printed once when it is created), and the
+//! Git mirror and checkouts of the desired-state repository (`git/`). The
+//! desired-state repository defaults to the checkout this binary was built
+//! from (or the current directory when it is one).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -14,10 +17,11 @@ use anyhow::Context;
 use clap::Args;
 use pilothouse_api::{AppState, HttpMetrics, Limits};
 use pilothouse_fleet::{CheckSettings, KubeconfigPolicy};
-use pilothouse_store::{MasterKey, Scope, Store};
+use pilothouse_store::{MasterKey, RepositorySettings, Scope, SecretChange, Store};
 use tracing_subscriber::EnvFilter;
 
 use super::duration::parse_duration;
+use crate::controller::{ControlHandle, Controller, ControllerSettings};
 
 /// Options of `pilothouse serve`.
 #[derive(Debug, Args)]
@@ -48,6 +52,39 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "PILOTHOUSE_MAX_BODY_BYTES", default_value_t = 2 << 20)]
     max_body_bytes: usize,
+    /// The desired-state repository: an absolute path, `file://`, `https://`
+    /// or SSH URL. Default: the stored setting, else this repository's own
+    /// checkout. Credentials and the webhook secret are set through
+    /// `PUT /api/v1/repository`, never on the command line.
+    #[arg(long, env = "PILOTHOUSE_REPO")]
+    repo: Option<String>,
+    /// The branch of the desired-state repository to follow.
+    #[arg(long, env = "PILOTHOUSE_REPO_BRANCH")]
+    repo_branch: Option<String>,
+    /// Sub-path inside the repository holding manifests/, overlays/ and gitops/.
+    #[arg(long, env = "PILOTHOUSE_REPO_PATH")]
+    repo_path: Option<String>,
+    /// Interval between polls of the repository (jitter of up to 10% is added).
+    #[arg(long, env = "PILOTHOUSE_POLL_INTERVAL", value_parser = parse_duration)]
+    poll_interval: Option<Duration>,
+    /// Clusters synced at once.
+    #[arg(long, env = "PILOTHOUSE_SYNC_CONCURRENCY", default_value_t = 4)]
+    sync_concurrency: usize,
+    /// Time limit of each call to a cluster during a sync.
+    #[arg(long, env = "PILOTHOUSE_SYNC_CALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    sync_call_timeout: Duration,
+    /// First retry delay after a failed sync (doubles with each failure).
+    #[arg(long, env = "PILOTHOUSE_SYNC_RETRY", default_value = "5s", value_parser = parse_duration)]
+    sync_retry: Duration,
+    /// Longest retry delay after failed syncs.
+    #[arg(long, env = "PILOTHOUSE_SYNC_RETRY_MAX", default_value = "5m", value_parser = parse_duration)]
+    sync_retry_max: Duration,
+    /// How often clusters in self-heal mode are compared with what was applied.
+    #[arg(long, env = "PILOTHOUSE_SELF_HEAL_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    self_heal_interval: Duration,
+    /// How often health is re-assessed while a cluster is not healthy.
+    #[arg(long, env = "PILOTHOUSE_HEALTH_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    health_interval: Duration,
     /// Log format: text or json.
     #[arg(long, env = "PILOTHOUSE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -60,6 +97,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // logs go to stderr: stdout carries only what a person must read (the first admin token)
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if args.log_format == "json" {
         logs.json().init();
@@ -81,22 +119,42 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("opening the store")?;
     ensure_admin_token(&store, &args.data_dir).await?;
+    configure_repository(&store, &args).await?;
 
     let checks = CheckSettings {
         timeout: args.check_timeout,
         interval: args.check_interval,
         ..CheckSettings::default()
     };
+    let master_key = Arc::new(master_key);
+    let kubeconfig_policy = Arc::new(KubeconfigPolicy {
+        allowed_exec_commands: args.allowed_exec.clone(),
+    });
+    let controller = Controller::new(
+        store.clone(),
+        Arc::clone(&master_key),
+        Arc::clone(&kubeconfig_policy),
+        ControllerSettings {
+            git_dir: args.data_dir.join("git"),
+            concurrency: args.sync_concurrency,
+            call_timeout: args.sync_call_timeout,
+            base_backoff: args.sync_retry,
+            max_backoff: args.sync_retry_max,
+            self_heal_interval: args.self_heal_interval,
+            health_interval: args.health_interval,
+            ..ControllerSettings::default()
+        },
+    );
     let state = AppState {
         store: store.clone(),
-        master_key: Arc::new(master_key),
-        kubeconfig_policy: Arc::new(KubeconfigPolicy {
-            allowed_exec_commands: args.allowed_exec.clone(),
-        }),
+        master_key,
+        kubeconfig_policy,
         checks: Arc::new(checks.clone()),
         metrics: Arc::new(HttpMetrics::default()),
+        gitops: Arc::new(ControlHandle(Arc::clone(&controller))),
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let controller_tasks = controller.spawn(stopped.clone());
     let checker = tokio::spawn(pilothouse_fleet::run_checks(
         store.clone(),
         Arc::clone(&state.master_key),
@@ -128,9 +186,107 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     {
         tracing::warn!("cluster checks did not stop within 10s");
     }
+    for task in controller_tasks {
+        // syncs in flight are abandoned; the next start marks them failed
+        // and retries them
+        if tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("a GitOps task did not stop within 5s");
+        }
+    }
     store.close().await;
     tracing::info!("pilothouse stopped");
     Ok(())
+}
+
+/// Settles the desired-state repository: flags given on the command line
+/// win; otherwise the stored setting stays; with neither, this repository's
+/// own checkout is used.
+async fn configure_repository(store: &Store, args: &ServeArgs) -> anyhow::Result<()> {
+    let stored = store.get_repository().await?;
+    let given = args.repo.is_some()
+        || args.repo_branch.is_some()
+        || args.repo_path.is_some()
+        || args.poll_interval.is_some();
+    let base = match (&stored, &args.repo) {
+        (Some(repository), _) if !given => {
+            tracing::info!(url = %repository.settings.url, branch = %repository.settings.branch, "desired-state repository");
+            return Ok(());
+        }
+        (_, Some(url)) => RepositorySettings {
+            url: url.clone(),
+            branch: "main".into(),
+            path: String::new(),
+            poll_interval_secs: 60,
+        },
+        (Some(repository), None) => repository.settings.clone(),
+        (None, None) => match default_repository() {
+            Some((url, branch)) => RepositorySettings {
+                url,
+                branch,
+                path: String::new(),
+                poll_interval_secs: 60,
+            },
+            None => {
+                tracing::warn!(
+                    "no desired-state repository: pass --repo, or PUT /api/v1/repository"
+                );
+                return Ok(());
+            }
+        },
+    };
+    let settings = RepositorySettings {
+        branch: args.repo_branch.clone().unwrap_or(base.branch),
+        path: args.repo_path.clone().unwrap_or(base.path),
+        poll_interval_secs: args.poll_interval.map_or(base.poll_interval_secs, |d| {
+            d.as_secs().clamp(1, 86_400) as u32
+        }),
+        url: base.url,
+    };
+    pilothouse_gitops::validate_remote_url(
+        &settings.url,
+        &pilothouse_gitops::RepoCredentials::None,
+    )
+    .or_else(|error| match &stored {
+        // stored credentials may be what makes the URL acceptable
+        Some(repository)
+            if repository.credentials_kind != pilothouse_store::CredentialsKind::None =>
+        {
+            Ok(pilothouse_gitops::RemoteKind::LocalPath)
+        }
+        _ => Err(error),
+    })
+    .with_context(|| format!("the desired-state repository `{}`", settings.url))?;
+    if stored.as_ref().map(|r| &r.settings) != Some(&settings) {
+        store
+            .put_repository(&settings, SecretChange::Keep, SecretChange::Keep)
+            .await?;
+    }
+    tracing::info!(url = %settings.url, branch = %settings.branch, "desired-state repository");
+    Ok(())
+}
+
+/// This repository's own checkout and its current branch: the one the
+/// binary was built from, else the current directory, if it is a Git
+/// work tree holding `gitops/`.
+fn default_repository() -> Option<(String, String)> {
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let candidates = [built_from, std::env::current_dir().ok()?];
+    candidates.iter().find_map(|dir| {
+        let dir = std::fs::canonicalize(dir).ok()?;
+        if !dir.join("gitops").is_dir() || !dir.join(".git").exists() {
+            return None;
+        }
+        let head = std::fs::read_to_string(dir.join(".git/HEAD")).ok();
+        let branch = head
+            .as_deref()
+            .and_then(|h| h.trim().strip_prefix("ref: refs/heads/"))
+            .unwrap_or("main")
+            .to_owned();
+        Some((dir.to_string_lossy().into_owned(), branch))
+    })
 }
 
 /// Creates the first admin token when the store has none: written once to

@@ -1,0 +1,594 @@
+//! The desired-state repository over HTTP: its settings (`/api/v1/repository`),
+//! the revisions fetched (`/api/v1/revisions`), and the push webhook
+//! (`/api/v1/webhooks/git`), which authenticates by signature, not by token.
+//!
+//! The API never touches the Git mirror itself: it asks the controller the
+//! binary runs, through [`GitOpsControl`].
+
+use std::future::Future;
+use std::pin::Pin;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use pilothouse_gitops::RepoCredentials;
+use pilothouse_gitops::webhook::{self, WebhookError};
+use pilothouse_store::{
+    CredentialsKind, REPOSITORY_CREDENTIALS_CONTEXT, Repository, RepositoryEvent,
+    RepositoryEventKind, RepositorySettings, RevisionRecord, SecretChange, WEBHOOK_SECRET_CONTEXT,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::clusters::rfc3339;
+use crate::error::{ApiQuery, Problem, page_limit};
+use crate::{ApiError, ApiJson, AppState};
+
+/// The repository's Git credentials as sealed in the store (JSON under
+/// [`REPOSITORY_CREDENTIALS_CONTEXT`]). `Debug` shows no secret.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GitCredentials {
+    /// How to authenticate.
+    pub credentials: RepoCredentials,
+    /// A PEM CA to trust for HTTPS instead of the system roots.
+    #[serde(default)]
+    pub ca_certificate: Option<String>,
+}
+
+/// Outcome of committing a cluster's overlay to the repository.
+#[derive(Debug, Clone)]
+pub struct Scaffolded {
+    /// The commit pushed.
+    pub revision: String,
+    /// The file it added, relative to the repository root.
+    pub path: String,
+}
+
+/// Why a cluster's overlay could not be committed. Nothing was pushed and
+/// nothing changed locally.
+#[derive(Debug, Clone)]
+pub enum ScaffoldError {
+    /// The cluster already has a directory in the repository.
+    AlreadyExists(String),
+    /// The remote refused the push (e.g. not a fast-forward).
+    Rejected(String),
+    /// No repository is configured, or it cannot be pushed to.
+    NotPossible(String),
+    /// The remote could not be reached, or Git failed.
+    Failed(String),
+}
+
+/// A boxed future, for the object-safe [`GitOpsControl`].
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// What the API asks of the GitOps controller. The binary implements it;
+/// handlers only call it.
+pub trait GitOpsControl: Send + Sync + 'static {
+    /// Fetch the repository now (a push webhook arrived, or the settings
+    /// changed).
+    fn fetch_now(&self);
+    /// A sync was queued: look at the queue now.
+    fn sync_queued(&self);
+    /// Commit `gitops/clusters/<cluster>/kustomization.yaml`, building on
+    /// `overlays/<cloud>/`, and push it to the branch.
+    fn scaffold(
+        &self,
+        cluster: String,
+        cloud: String,
+    ) -> BoxFuture<Result<Scaffolded, ScaffoldError>>;
+}
+
+impl From<ScaffoldError> for ApiError {
+    fn from(error: ScaffoldError) -> Self {
+        match error {
+            ScaffoldError::AlreadyExists(detail) | ScaffoldError::Rejected(detail) => {
+                ApiError::Conflict(detail)
+            }
+            ScaffoldError::NotPossible(detail) => ApiError::Unprocessable {
+                detail,
+                field: Some("scaffold".into()),
+            },
+            ScaffoldError::Failed(detail) => ApiError::BadGateway(detail),
+        }
+    }
+}
+
+/// The repository as the API shows it. Credentials and the webhook secret
+/// are never returned: only which kind is set.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RepositoryView {
+    /// Local path, `file://`, `https://` or SSH URL.
+    pub url: String,
+    /// The branch followed.
+    pub branch: String,
+    /// Sub-path holding `manifests/`, `overlays/` and `gitops/` (`""`: root).
+    pub path: String,
+    /// Seconds between polls (plus up to 10% jitter).
+    pub poll_interval_seconds: u32,
+    /// `none`, `token` or `ssh_key`.
+    pub credentials: String,
+    /// Whether webhooks can be verified (they are refused without a secret).
+    pub webhook_secret_set: bool,
+    /// The branch head at the last successful fetch.
+    pub head: Option<RevisionView>,
+    /// When it was last fetched (RFC 3339).
+    pub last_fetch_at: Option<String>,
+    /// Why the last fetch failed; the last good revision stays in force.
+    pub last_fetch_error: Option<String>,
+    /// Failed fetches in a row.
+    pub consecutive_fetch_failures: u32,
+    /// The most recent events: fetches, failures, webhooks, pushes.
+    pub events: Vec<RepositoryEventView>,
+}
+
+/// A fetched revision.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevisionView {
+    /// Full commit id.
+    pub id: String,
+    /// `Name <email>`.
+    pub author: String,
+    /// First line of the commit message.
+    pub summary: String,
+    /// Commit time (RFC 3339).
+    pub committed_at: String,
+    /// When Pilothouse first fetched it (RFC 3339).
+    pub seen_at: String,
+}
+
+impl From<RevisionRecord> for RevisionView {
+    fn from(revision: RevisionRecord) -> Self {
+        Self {
+            committed_at: rfc3339(revision.committed_at),
+            seen_at: rfc3339(revision.seen_at),
+            id: revision.id,
+            author: revision.author,
+            summary: revision.summary,
+        }
+    }
+}
+
+/// Something that happened to the repository.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RepositoryEventView {
+    /// When (RFC 3339).
+    pub at: String,
+    /// `fetched`, `fetch_failed`, `webhook`, `pushed` or `push_failed`.
+    pub kind: String,
+    /// The revision concerned.
+    pub revision: Option<String>,
+    /// Details.
+    pub message: String,
+}
+
+impl From<RepositoryEvent> for RepositoryEventView {
+    fn from(event: RepositoryEvent) -> Self {
+        Self {
+            at: rfc3339(event.at),
+            kind: event.kind.to_string(),
+            revision: event.revision,
+            message: event.message,
+        }
+    }
+}
+
+/// Git credentials as submitted (write-only).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CredentialsInput {
+    /// Anonymous access: removes stored credentials.
+    None,
+    /// HTTPS with a token (e.g. a GitHub or GitLab access token).
+    Token {
+        /// The user name sent with the token (default `x-access-token`).
+        username: Option<String>,
+        /// The token.
+        token: String,
+        /// A PEM CA certificate to trust for this server instead of the
+        /// system roots.
+        ca_certificate: Option<String>,
+    },
+    /// SSH with a private key.
+    SshKey {
+        /// The private key (OpenSSH or PEM).
+        private_key: String,
+        /// Its passphrase, if it has one.
+        passphrase: Option<String>,
+        /// `known_hosts` lines for the server: its host key is checked
+        /// against them.
+        known_hosts: String,
+    },
+}
+
+/// Body of `PUT /api/v1/repository`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutRepository {
+    /// Local absolute path, `file://`, `https://` or SSH
+    /// (`ssh://user@host/path`, `user@host:path`) URL, without credentials.
+    pub url: String,
+    /// The branch to follow (default `main`).
+    pub branch: Option<String>,
+    /// Sub-path holding `manifests/`, `overlays/` and `gitops/`.
+    pub path: Option<String>,
+    /// Seconds between polls, 10–86400 (default 60).
+    pub poll_interval_seconds: Option<u32>,
+    /// Replaces the credentials when present; kept when absent.
+    pub credentials: Option<CredentialsInput>,
+    /// Replaces the webhook secret when present (`""` removes it); kept
+    /// when absent.
+    pub webhook_secret: Option<String>,
+}
+
+/// Query of `GET /api/v1/revisions`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListRevisions {
+    /// How many, 1–500 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// Answer to a webhook delivery.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookAnswer {
+    /// `accepted` (a fetch was started), `ignored` (not the followed branch,
+    /// or not a push) or `pong`.
+    pub status: String,
+    /// Why, for `ignored`.
+    pub detail: Option<String>,
+}
+
+/// The desired-state repository: settings, fetch state and recent events.
+#[utoipa::path(get, path = "/api/v1/repository", operation_id = "getRepository", tag = "gitops",
+    responses((status = 200, description = "The repository", body = RepositoryView),
+              (status = 404, description = "No repository configured", body = Problem)))]
+pub async fn get_repository(
+    State(state): State<AppState>,
+) -> Result<ApiJson<RepositoryView>, ApiError> {
+    let repository =
+        state.store.get_repository().await?.ok_or_else(|| {
+            ApiError::NotFound("no desired-state repository is configured".into())
+        })?;
+    Ok(ApiJson(repository_view(&state, repository).await?))
+}
+
+/// Configure the desired-state repository. Secrets are sealed and never
+/// returned; the repository is fetched at once.
+#[utoipa::path(put, path = "/api/v1/repository", operation_id = "putRepository", tag = "gitops",
+    request_body = PutRepository,
+    responses((status = 200, description = "The repository", body = RepositoryView),
+              (status = 400, description = "Bad URL, branch or credentials", body = Problem)))]
+pub async fn put_repository(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<PutRepository>,
+) -> Result<ApiJson<RepositoryView>, ApiError> {
+    let branch = body.branch.unwrap_or_else(|| "main".into());
+    check_branch(&branch)?;
+    let path = body.path.unwrap_or_default();
+    check_sub_path(&path)?;
+    let poll_interval_secs = body.poll_interval_seconds.unwrap_or(60);
+    if !(10..=86_400).contains(&poll_interval_secs) {
+        return Err(ApiError::bad_field(
+            "poll_interval_seconds",
+            "poll_interval_seconds must be between 10 and 86400",
+        ));
+    }
+    let credentials = body.credentials.map(GitCredentials::from);
+    // The URL is checked against the credentials it will be used with: the
+    // new ones, or the stored ones when they are kept.
+    let effective = match &credentials {
+        Some(credentials) => credentials.credentials.clone(),
+        None => stored_credentials(&state).await?.credentials,
+    };
+    pilothouse_gitops::validate_remote_url(&body.url, &effective)
+        .map_err(|error| ApiError::bad_field("url", error.to_string()))?;
+    let credentials = match credentials {
+        None => SecretChange::Keep,
+        Some(credentials) => match credentials.credentials {
+            RepoCredentials::None => SecretChange::Clear,
+            ref kind => {
+                let kind = match kind {
+                    RepoCredentials::Token { .. } => CredentialsKind::Token,
+                    _ => CredentialsKind::SshKey,
+                };
+                let json = serde_json::to_vec(&credentials).map_err(ApiError::internal)?;
+                let sealed = state
+                    .master_key
+                    .seal(&json, REPOSITORY_CREDENTIALS_CONTEXT)?;
+                SecretChange::Set((kind, sealed))
+            }
+        },
+    };
+    let webhook_secret = match body.webhook_secret.as_deref() {
+        None => SecretChange::Keep,
+        Some("") => SecretChange::Clear,
+        Some(secret) if secret.len() < 16 => {
+            return Err(ApiError::bad_field(
+                "webhook_secret",
+                "the webhook secret must be at least 16 characters",
+            ));
+        }
+        Some(secret) => SecretChange::Set(
+            state
+                .master_key
+                .seal(secret.as_bytes(), WEBHOOK_SECRET_CONTEXT)?,
+        ),
+    };
+    let settings = RepositorySettings {
+        url: body.url,
+        branch,
+        path,
+        poll_interval_secs,
+    };
+    let repository = state
+        .store
+        .put_repository(&settings, credentials, webhook_secret)
+        .await?;
+    tracing::info!(url = %repository.settings.url, branch = %repository.settings.branch, "repository configured");
+    state.gitops.fetch_now();
+    Ok(ApiJson(repository_view(&state, repository).await?))
+}
+
+/// Revisions fetched as branch heads, newest first.
+#[utoipa::path(get, path = "/api/v1/revisions", operation_id = "listRevisions", tag = "gitops",
+    params(ListRevisions),
+    responses((status = 200, description = "Revisions", body = [RevisionView]),
+              (status = 400, description = "Bad limit", body = Problem)))]
+pub async fn list_revisions(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListRevisions>,
+) -> Result<ApiJson<Vec<RevisionView>>, ApiError> {
+    let limit = page_limit(query.limit, 50)?;
+    let revisions = state.store.list_revisions(limit).await?;
+    Ok(ApiJson(
+        revisions.into_iter().map(RevisionView::from).collect(),
+    ))
+}
+
+/// Push webhook from GitHub (`X-Hub-Signature-256`) or GitLab
+/// (`X-Gitlab-Token`). Authenticated by the signature, not a bearer token;
+/// a bad or missing signature is 401 and changes nothing. A push to the
+/// followed branch starts a fetch; replays are harmless.
+#[utoipa::path(post, path = "/api/v1/webhooks/git", operation_id = "gitWebhook", tag = "gitops",
+    security(()),
+    request_body(content = String, description = "The provider's push event (JSON)", content_type = "application/json"),
+    responses((status = 202, description = "Accepted or ignored", body = WebhookAnswer),
+              (status = 200, description = "Ping answered", body = WebhookAnswer),
+              (status = 400, description = "Not a push event payload", body = Problem),
+              (status = 401, description = "Bad or missing signature", body = Problem)))]
+pub async fn webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, ApiJson<WebhookAnswer>), ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let Some(sealed) = state.store.webhook_secret().await? else {
+        return Err(ApiError::BadCredentials(
+            "no webhook secret is configured (PUT /api/v1/repository with `webhook_secret`)".into(),
+        ));
+    };
+    let secret = state.master_key.open(&sealed, WEBHOOK_SECRET_CONTEXT)?;
+    let (provider, verified) =
+        if header("x-github-event").is_some() || header("x-hub-signature-256").is_some() {
+            (
+                "github",
+                webhook::verify_github_signature(&secret, &body, header("x-hub-signature-256")),
+            )
+        } else if header("x-gitlab-token").is_some() || header("x-gitlab-event").is_some() {
+            (
+                "gitlab",
+                webhook::verify_gitlab_token(&secret, header("x-gitlab-token")),
+            )
+        } else {
+            ("unknown", false)
+        };
+    if !verified {
+        tracing::warn!(provider, "webhook refused: bad or missing signature");
+        return Err(ApiError::BadCredentials(
+            "the webhook signature is missing or does not match \
+             (GitHub: X-Hub-Signature-256, GitLab: X-Gitlab-Token)"
+                .into(),
+        ));
+    }
+    if header("x-github-event") == Some("ping") {
+        return Ok((
+            StatusCode::OK,
+            ApiJson(WebhookAnswer {
+                status: "pong".into(),
+                detail: None,
+            }),
+        ));
+    }
+    let event = match webhook::parse_push_event(&body) {
+        Ok(event) => event,
+        Err(WebhookError::NotAPush { .. }) => {
+            return Ok(ignored("not a push event".into()));
+        }
+        Err(error) => {
+            return Err(ApiError::BadRequest {
+                detail: format!("cannot read the push event: {error}"),
+                field: None,
+            });
+        }
+    };
+    let repository =
+        state.store.get_repository().await?.ok_or_else(|| {
+            ApiError::NotFound("no desired-state repository is configured".into())
+        })?;
+    if event.branch() != Some(repository.settings.branch.as_str()) {
+        return Ok(ignored(format!(
+            "push to `{}`, but the followed branch is `{}`",
+            event.git_ref, repository.settings.branch
+        )));
+    }
+    let message = format!(
+        "{provider} push to `{}`{}",
+        repository.settings.branch,
+        event
+            .after
+            .as_deref()
+            .map(|after| format!(" (now {after})"))
+            .unwrap_or_default()
+    );
+    state
+        .store
+        .record_repository_event(
+            RepositoryEventKind::Webhook,
+            event.after.as_deref(),
+            &message,
+        )
+        .await?;
+    state.gitops.fetch_now();
+    Ok((
+        StatusCode::ACCEPTED,
+        ApiJson(WebhookAnswer {
+            status: "accepted".into(),
+            detail: None,
+        }),
+    ))
+}
+
+fn ignored(detail: String) -> (StatusCode, ApiJson<WebhookAnswer>) {
+    (
+        StatusCode::ACCEPTED,
+        ApiJson(WebhookAnswer {
+            status: "ignored".into(),
+            detail: Some(detail),
+        }),
+    )
+}
+
+async fn repository_view(
+    state: &AppState,
+    repository: Repository,
+) -> Result<RepositoryView, ApiError> {
+    let head = match &repository.head_revision {
+        Some(id) => state.store.get_revision(id).await?.map(RevisionView::from),
+        None => None,
+    };
+    let events = state.store.list_repository_events(20).await?;
+    Ok(RepositoryView {
+        url: repository.settings.url,
+        branch: repository.settings.branch,
+        path: repository.settings.path,
+        poll_interval_seconds: repository.settings.poll_interval_secs,
+        credentials: repository.credentials_kind.to_string(),
+        webhook_secret_set: repository.has_webhook_secret,
+        head,
+        last_fetch_at: repository.last_fetch_at.map(rfc3339),
+        last_fetch_error: repository.last_fetch_error,
+        consecutive_fetch_failures: repository.consecutive_fetch_failures,
+        events: events.into_iter().map(RepositoryEventView::from).collect(),
+    })
+}
+
+/// The stored credentials, opened (anonymous when none are stored).
+async fn stored_credentials(state: &AppState) -> Result<GitCredentials, ApiError> {
+    match state.store.repository_credentials().await? {
+        None => Ok(GitCredentials::default()),
+        Some((_, sealed)) => {
+            let json = state
+                .master_key
+                .open(&sealed, REPOSITORY_CREDENTIALS_CONTEXT)?;
+            serde_json::from_slice(&json).map_err(ApiError::internal)
+        }
+    }
+}
+
+impl From<CredentialsInput> for GitCredentials {
+    fn from(input: CredentialsInput) -> Self {
+        match input {
+            CredentialsInput::None => GitCredentials::default(),
+            CredentialsInput::Token {
+                username,
+                token,
+                ca_certificate,
+            } => GitCredentials {
+                credentials: RepoCredentials::Token { username, token },
+                ca_certificate,
+            },
+            CredentialsInput::SshKey {
+                private_key,
+                passphrase,
+                known_hosts,
+            } => GitCredentials {
+                credentials: RepoCredentials::SshKey {
+                    private_key,
+                    passphrase,
+                    known_hosts,
+                },
+                ca_certificate: None,
+            },
+        }
+    }
+}
+
+/// A branch name Git accepts, without refs/ prefixes or revision syntax.
+fn check_branch(branch: &str) -> Result<(), ApiError> {
+    let valid = !branch.is_empty()
+        && branch.len() <= 255
+        && !branch.starts_with(['-', '/', '.'])
+        && !branch.ends_with(['/', '.'])
+        && !branch.ends_with(".lock")
+        && !branch.contains("..")
+        && !branch.contains("//")
+        && !branch.contains("@{")
+        && branch
+            .chars()
+            .all(|c| !c.is_control() && !" ~^:?*[\\".contains(c));
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::bad_field(
+            "branch",
+            format!("`{branch}` is not a valid branch name"),
+        ))
+    }
+}
+
+/// A relative path inside the repository, without `..`.
+fn check_sub_path(path: &str) -> Result<(), ApiError> {
+    let valid = !path.starts_with('/')
+        && path
+            .split('/')
+            .all(|part| part != ".." && part != "." && part != ".git");
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::bad_field(
+            "path",
+            format!("`{path}` must be a relative path inside the repository, without `..`"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branches_and_paths_are_checked() {
+        for ok in ["main", "release/1.2", "feature-x"] {
+            assert!(check_branch(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-x",
+            "a..b",
+            "a b",
+            "x.lock",
+            "a:b",
+            "refs/../x",
+            "@{1}",
+        ] {
+            assert!(check_branch(bad).is_err(), "{bad}");
+        }
+        for ok in ["", "deploy", "deploy/fleet"] {
+            assert!(check_sub_path(ok).is_ok(), "{ok}");
+        }
+        for bad in ["/abs", "../up", "a/../../b", ".git/x"] {
+            assert!(check_sub_path(bad).is_err(), "{bad}");
+        }
+    }
+}

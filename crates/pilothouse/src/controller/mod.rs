@@ -1,0 +1,167 @@
+//! The GitOps controller `serve` runs: it follows the desired-state
+//! repository (polling with jitter, and on webhook), turns new revisions and
+//! requests into queued syncs, runs them cluster by cluster, retries failures
+//! with backoff, re-assesses health until everything is healthy, and commits
+//! cluster overlays for the API.
+//!
+//! It is the one place that joins `gitops` (the mirror), `render` (desired
+//! objects), `fleet` (apply, prune, health) and `store` (what happened). The
+//! API reaches it only through [`pilothouse_api::GitOpsControl`].
+
+mod repo;
+mod syncer;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pilothouse_api::{BoxFuture, GitOpsControl, ScaffoldError, Scaffolded};
+use pilothouse_fleet::KubeconfigPolicy;
+use pilothouse_store::{MasterKey, Store};
+use tokio::sync::{Notify, Semaphore, watch};
+
+/// How the controller behaves; `serve` fills it from its flags.
+#[derive(Debug, Clone)]
+pub struct ControllerSettings {
+    /// Where mirrors and checkouts live (`DATA/git`).
+    pub git_dir: PathBuf,
+    /// Clusters synced at once.
+    pub concurrency: usize,
+    /// Time limit of one whole sync.
+    pub sync_timeout: Duration,
+    /// Time limit of each call to a cluster.
+    pub call_timeout: Duration,
+    /// Time limit of one fetch or push.
+    pub git_timeout: Duration,
+    /// First retry delay after a failed sync; doubles up to `max_backoff`.
+    pub base_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+    /// How often clusters in self-heal mode are compared with what was
+    /// applied.
+    pub self_heal_interval: Duration,
+    /// How often a cluster that is not healthy yet is re-assessed (healthy
+    /// ones every ten times this).
+    pub health_interval: Duration,
+    /// How often the scheduler looks at the fleet.
+    pub tick: Duration,
+}
+
+impl Default for ControllerSettings {
+    fn default() -> Self {
+        Self {
+            git_dir: PathBuf::from(".pilothouse/git"),
+            concurrency: 4,
+            sync_timeout: Duration::from_secs(600),
+            call_timeout: Duration::from_secs(30),
+            git_timeout: Duration::from_secs(60),
+            base_backoff: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(300),
+            self_heal_interval: Duration::from_secs(30),
+            health_interval: Duration::from_secs(10),
+            tick: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Shared by the controller's tasks and the API's [`GitOpsControl`] handle.
+pub struct Controller {
+    store: Store,
+    key: Arc<MasterKey>,
+    policy: Arc<KubeconfigPolicy>,
+    settings: ControllerSettings,
+    /// Serialises every use of the mirror (fetch, checkout, push).
+    mirror_lock: tokio::sync::Mutex<()>,
+    /// Wakes the poller: fetch now.
+    fetch_wanted: Notify,
+    /// Wakes the scheduler: look at the queue now.
+    queue_changed: Notify,
+    /// Clusters with a sync running now.
+    running: Mutex<HashSet<String>>,
+    /// Bounds the syncs running at once.
+    slots: Semaphore,
+}
+
+impl Controller {
+    /// A controller; nothing runs until [`Controller::spawn`].
+    pub fn new(
+        store: Store,
+        key: Arc<MasterKey>,
+        policy: Arc<KubeconfigPolicy>,
+        settings: ControllerSettings,
+    ) -> Arc<Self> {
+        let slots = Semaphore::new(settings.concurrency.max(1));
+        Arc::new(Self {
+            store,
+            key,
+            policy,
+            settings,
+            mirror_lock: tokio::sync::Mutex::new(()),
+            fetch_wanted: Notify::new(),
+            queue_changed: Notify::new(),
+            running: Mutex::new(HashSet::new()),
+            slots,
+        })
+    }
+
+    /// Starts the poller, the scheduler and the health assessor; they stop
+    /// when `stop` turns true.
+    pub fn spawn(
+        self: &Arc<Self>,
+        stop: watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        vec![
+            tokio::spawn(Arc::clone(self).poll(stop.clone())),
+            tokio::spawn(Arc::clone(self).schedule(stop.clone())),
+            tokio::spawn(Arc::clone(self).assess(stop)),
+        ]
+    }
+}
+
+/// The API's handle on the controller.
+pub struct ControlHandle(pub Arc<Controller>);
+
+impl GitOpsControl for ControlHandle {
+    fn fetch_now(&self) {
+        self.0.fetch_wanted.notify_one();
+    }
+
+    fn sync_queued(&self) {
+        self.0.queue_changed.notify_one();
+    }
+
+    fn scaffold(
+        &self,
+        cluster: String,
+        cloud: String,
+    ) -> BoxFuture<Result<Scaffolded, ScaffoldError>> {
+        let controller = Arc::clone(&self.0);
+        Box::pin(async move { controller.scaffold(&cluster, &cloud).await })
+    }
+}
+
+/// Resolves when `stop` turns true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// A random fraction in `[0, 1)`, for jitter.
+fn random_fraction() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,419 @@
+//! The desired-state repository: its settings and sealed credentials, the
+//! revisions fetched from it, and a log of what happened to it.
+
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::clusters::{parse, sealed_from_row};
+use crate::store::now_ms;
+use crate::text_enum::text_enum;
+use crate::{SealedSecret, Store, StoreError};
+
+/// Events kept in `repository_events`; older ones are trimmed.
+const EVENTS_KEPT: i64 = 1000;
+
+/// The context the repository's Git credentials are sealed with.
+pub const REPOSITORY_CREDENTIALS_CONTEXT: &str = "repository:credentials";
+/// The context the webhook secret is sealed with.
+pub const WEBHOOK_SECRET_CONTEXT: &str = "repository:webhook-secret";
+
+text_enum! {
+    /// Which kind of Git credentials the repository uses.
+    pub enum CredentialsKind ("credentials kind") {
+        /// Anonymous access (local paths, public repositories).
+        None = "none",
+        /// HTTPS with a token.
+        Token = "token",
+        /// SSH with a private key.
+        SshKey = "ssh_key",
+    }
+}
+
+text_enum! {
+    /// What happened to the repository.
+    pub enum RepositoryEventKind ("repository event kind") {
+        /// A fetch found a new branch head.
+        Fetched = "fetched",
+        /// A fetch failed; the last good revision stays in force.
+        FetchFailed = "fetch_failed",
+        /// A webhook delivery was accepted.
+        Webhook = "webhook",
+        /// Pilothouse pushed a commit.
+        Pushed = "pushed",
+        /// A push was refused or failed; nothing changed.
+        PushFailed = "push_failed",
+    }
+}
+
+/// Where the desired state comes from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RepositorySettings {
+    /// Local path, `file://`, `https://` or SSH URL.
+    pub url: String,
+    /// The branch followed.
+    pub branch: String,
+    /// Sub-path inside the repository holding `manifests/`, `overlays/` and
+    /// `gitops/` (`""`: the root).
+    pub path: String,
+    /// Seconds between polls (jitter is added by the poller).
+    pub poll_interval_secs: u32,
+}
+
+/// A change to one of the repository's secrets.
+#[derive(Debug, Clone)]
+pub enum SecretChange<T> {
+    /// Leave it as it is.
+    Keep,
+    /// Remove it.
+    Clear,
+    /// Replace it.
+    Set(T),
+}
+
+/// The repository as stored. Secrets are not part of it: only whether they
+/// are set.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Repository {
+    /// Where the desired state comes from.
+    pub settings: RepositorySettings,
+    /// The kind of credentials stored.
+    pub credentials_kind: CredentialsKind,
+    /// Whether a webhook secret is set (webhooks are refused without one).
+    pub has_webhook_secret: bool,
+    /// The branch head at the last successful fetch.
+    pub head_revision: Option<String>,
+    /// When the repository was last fetched, successfully or not (unix ms).
+    pub last_fetch_at: Option<i64>,
+    /// Why the last fetch failed, if it did.
+    pub last_fetch_error: Option<String>,
+    /// Failed fetches in a row.
+    pub consecutive_fetch_failures: u32,
+    /// When the settings last changed (unix ms).
+    pub updated_at: i64,
+}
+
+/// A commit fetched as a branch head.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RevisionRecord {
+    /// Full commit id.
+    pub id: String,
+    /// `Name <email>`.
+    pub author: String,
+    /// First line of the message.
+    pub summary: String,
+    /// Commit time (unix ms).
+    pub committed_at: i64,
+    /// When Pilothouse first fetched it (unix ms); ignored on insert.
+    pub seen_at: i64,
+}
+
+/// One entry of the repository's log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RepositoryEvent {
+    /// Increasing id.
+    pub id: i64,
+    /// When it happened (unix ms).
+    pub at: i64,
+    /// What happened.
+    pub kind: RepositoryEventKind,
+    /// The revision concerned, if any.
+    pub revision: Option<String>,
+    /// Details (never secrets).
+    pub message: String,
+}
+
+impl Store {
+    /// The repository, if configured.
+    pub async fn get_repository(&self) -> Result<Option<Repository>, StoreError> {
+        let row = sqlx::query(
+            "SELECT url, branch, path, poll_interval_secs, credentials_kind, \
+                 webhook_secret_ciphertext IS NOT NULL, head_revision, last_fetch_at, \
+                 last_fetch_error, consecutive_fetch_failures, updated_at \
+             FROM repository WHERE id = 1",
+        )
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(repository_from_row).transpose()
+    }
+
+    /// Creates or changes the repository. Changing the URL or the branch
+    /// forgets the fetched head (the next fetch starts over). Credentials are
+    /// sealed with [`REPOSITORY_CREDENTIALS_CONTEXT`], the webhook secret with
+    /// [`WEBHOOK_SECRET_CONTEXT`].
+    pub async fn put_repository(
+        &self,
+        settings: &RepositorySettings,
+        credentials: SecretChange<(CredentialsKind, SealedSecret)>,
+        webhook_secret: SecretChange<SealedSecret>,
+    ) -> Result<Repository, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO repository (id, url, branch, path, poll_interval_secs, updated_at) \
+             VALUES (1, ?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (id) DO UPDATE SET \
+                 head_revision = CASE WHEN url = ?1 AND branch = ?2 THEN head_revision END, \
+                 url = ?1, branch = ?2, path = ?3, poll_interval_secs = ?4, updated_at = ?5",
+        )
+        .bind(&settings.url)
+        .bind(&settings.branch)
+        .bind(&settings.path)
+        .bind(i64::from(settings.poll_interval_secs))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let (kind, sealed) = match credentials {
+            SecretChange::Keep => (None, None),
+            SecretChange::Clear => (Some(CredentialsKind::None), None),
+            SecretChange::Set((kind, sealed)) => (Some(kind), Some(sealed)),
+        };
+        if let Some(kind) = kind {
+            sqlx::query(
+                "UPDATE repository SET credentials_kind = ?, credentials_key_id = ?, \
+                     credentials_nonce = ?, credentials_ciphertext = ? WHERE id = 1",
+            )
+            .bind(kind.as_str())
+            .bind(sealed.as_ref().map(|s| &s.key_id))
+            .bind(sealed.as_ref().map(|s| &s.nonce))
+            .bind(sealed.as_ref().map(|s| &s.ciphertext))
+            .execute(&mut *tx)
+            .await?;
+        }
+        let secret = match webhook_secret {
+            SecretChange::Keep => None,
+            SecretChange::Clear => Some(None),
+            SecretChange::Set(sealed) => Some(Some(sealed)),
+        };
+        if let Some(secret) = secret {
+            sqlx::query(
+                "UPDATE repository SET webhook_secret_key_id = ?, webhook_secret_nonce = ?, \
+                     webhook_secret_ciphertext = ? WHERE id = 1",
+            )
+            .bind(secret.as_ref().map(|s| &s.key_id))
+            .bind(secret.as_ref().map(|s| &s.nonce))
+            .bind(secret.as_ref().map(|s| &s.ciphertext))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.get_repository()
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "the repository".into(),
+            })
+    }
+
+    /// The sealed Git credentials, if any.
+    pub async fn repository_credentials(
+        &self,
+    ) -> Result<Option<(CredentialsKind, SealedSecret)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT credentials_kind, credentials_key_id, credentials_nonce, credentials_ciphertext \
+             FROM repository WHERE id = 1 AND credentials_ciphertext IS NOT NULL",
+        )
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|row| {
+            Ok((
+                parse(&row, 0, "repository.credentials_kind")?,
+                sealed_from_row(&row, 1)?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// The sealed webhook secret, if set.
+    pub async fn webhook_secret(&self) -> Result<Option<SealedSecret>, StoreError> {
+        let row = sqlx::query(
+            "SELECT webhook_secret_key_id, webhook_secret_nonce, webhook_secret_ciphertext \
+             FROM repository WHERE id = 1 AND webhook_secret_ciphertext IS NOT NULL",
+        )
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|row| sealed_from_row(&row, 0)).transpose()
+    }
+
+    /// Records a successful fetch whose branch head is `head`: the revision
+    /// is kept, the head moves, the failure count resets, and a `fetched`
+    /// event is logged when the head changed. Returns whether it changed.
+    pub async fn record_fetch(&self, head: &RevisionRecord) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO revisions (id, author, summary, committed_at, seen_at) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&head.id)
+        .bind(&head.author)
+        .bind(&head.summary)
+        .bind(head.committed_at)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let previous: Option<Option<String>> =
+            sqlx::query_scalar("SELECT head_revision FROM repository WHERE id = 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(previous) = previous else {
+            return Err(StoreError::NotFound {
+                what: "the repository".into(),
+            });
+        };
+        let changed = previous.as_deref() != Some(head.id.as_str());
+        sqlx::query(
+            "UPDATE repository SET head_revision = ?, last_fetch_at = ?, last_fetch_error = NULL, \
+                 consecutive_fetch_failures = 0 WHERE id = 1",
+        )
+        .bind(&head.id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if changed {
+            let message = format!("new head: {}", head.summary);
+            insert_event(
+                &mut tx,
+                now,
+                RepositoryEventKind::Fetched,
+                Some(&head.id),
+                &message,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// Records a failed fetch: the head stays, the error is kept and logged.
+    pub async fn record_fetch_failure(&self, error: &str) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE repository SET last_fetch_at = ?, last_fetch_error = ?, \
+                 consecutive_fetch_failures = consecutive_fetch_failures + 1 WHERE id = 1",
+        )
+        .bind(now)
+        .bind(error)
+        .execute(&mut *tx)
+        .await?;
+        insert_event(&mut tx, now, RepositoryEventKind::FetchFailed, None, error).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Logs an event about the repository.
+    pub async fn record_repository_event(
+        &self,
+        kind: RepositoryEventKind,
+        revision: Option<&str>,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        insert_event(&mut tx, now_ms(), kind, revision, message).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The most recent repository events, newest first.
+    pub async fn list_repository_events(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<RepositoryEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at, kind, revision, message FROM repository_events \
+             ORDER BY id DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(RepositoryEvent {
+                    id: row.try_get(0)?,
+                    at: row.try_get(1)?,
+                    kind: parse(row, 2, "repository_events.kind")?,
+                    revision: row.try_get(3)?,
+                    message: row.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// A fetched revision.
+    pub async fn get_revision(&self, id: &str) -> Result<Option<RevisionRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, author, summary, committed_at, seen_at FROM revisions WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(revision_from_row).transpose()
+    }
+
+    /// The most recently fetched revisions, newest first.
+    pub async fn list_revisions(&self, limit: u32) -> Result<Vec<RevisionRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, author, summary, committed_at, seen_at FROM revisions \
+             ORDER BY seen_at DESC, committed_at DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(revision_from_row).collect()
+    }
+}
+
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    at: i64,
+    kind: RepositoryEventKind,
+    revision: Option<&str>,
+    message: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO repository_events (at, kind, revision, message) VALUES (?, ?, ?, ?)")
+        .bind(at)
+        .bind(kind.as_str())
+        .bind(revision)
+        .bind(message)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "DELETE FROM repository_events WHERE id <= (SELECT MAX(id) FROM repository_events) - ?",
+    )
+    .bind(EVENTS_KEPT)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn repository_from_row(row: &SqliteRow) -> Result<Repository, StoreError> {
+    let interval: i64 = row.try_get(3)?;
+    let failures: i64 = row.try_get(9)?;
+    Ok(Repository {
+        settings: RepositorySettings {
+            url: row.try_get(0)?,
+            branch: row.try_get(1)?,
+            path: row.try_get(2)?,
+            poll_interval_secs: u32::try_from(interval).map_err(|_| StoreError::InvalidRow {
+                column: "repository.poll_interval_secs",
+                reason: format!("{interval} is out of range"),
+            })?,
+        },
+        credentials_kind: parse(row, 4, "repository.credentials_kind")?,
+        has_webhook_secret: row.try_get(5)?,
+        head_revision: row.try_get(6)?,
+        last_fetch_at: row.try_get(7)?,
+        last_fetch_error: row.try_get(8)?,
+        consecutive_fetch_failures: u32::try_from(failures).unwrap_or(u32::MAX),
+        updated_at: row.try_get(10)?,
+    })
+}
+
+fn revision_from_row(row: &SqliteRow) -> Result<RevisionRecord, StoreError> {
+    Ok(RevisionRecord {
+        id: row.try_get(0)?,
+        author: row.try_get(1)?,
+        summary: row.try_get(2)?,
+        committed_at: row.try_get(3)?,
+        seen_at: row.try_get(4)?,
+    })
+}

@@ -1,0 +1,672 @@
+//! Syncs: the queue of syncs to run, their per-object results, each
+//! cluster's sync state and health, and the inventory of what Pilothouse
+//! applied to each cluster (the set prune works from).
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use crate::clusters::parse;
+use crate::store::now_ms;
+use crate::text_enum::text_enum;
+use crate::{Store, StoreError};
+
+/// `SELECT` of a [`SyncRecord`] (`s`: syncs, `c`: clusters) with its
+/// counts, read by [`sync_from_row`]. A macro so queries stay `&'static str`.
+macro_rules! sync_select {
+    () => {
+        "SELECT s.id, c.name, s.trigger, s.status, s.revision, s.error, s.health, \
+             s.queued_at, s.started_at, s.finished_at, \
+             (SELECT json_group_object(action, n) FROM \
+                 (SELECT action, COUNT(*) AS n FROM sync_objects o \
+                  WHERE o.sync_id = s.id GROUP BY action)) \
+         FROM syncs s JOIN clusters c ON c.id = s.cluster_id"
+    };
+}
+
+text_enum! {
+    /// How a cluster follows Git.
+    pub enum SyncMode ("sync mode") {
+        /// Only when asked (`POST /clusters/{name}/sync`).
+        Manual = "manual",
+        /// On every new revision.
+        Auto = "auto",
+        /// On every new revision, and whenever the live objects moved away
+        /// from what was applied.
+        SelfHeal = "self_heal",
+    }
+}
+
+text_enum! {
+    /// Why a sync ran.
+    pub enum SyncTrigger ("sync trigger") {
+        /// Someone asked for it.
+        Manual = "manual",
+        /// A new revision, for a cluster in auto or self-heal mode.
+        Auto = "auto",
+        /// Live objects changed under a cluster in self-heal mode.
+        SelfHeal = "self_heal",
+        /// A failed sync is tried again after its backoff.
+        Retry = "retry",
+    }
+}
+
+text_enum! {
+    /// Where a sync is.
+    pub enum SyncStatus ("sync status") {
+        /// Waiting to run.
+        Queued = "queued",
+        /// Running now.
+        Running = "running",
+        /// Every object applied (and pruned).
+        Succeeded = "succeeded",
+        /// Rendering failed, or some object could not be applied.
+        Failed = "failed",
+    }
+}
+
+text_enum! {
+    /// The outcome of a cluster's last finished sync.
+    pub enum ClusterSyncStatus ("cluster sync status") {
+        /// Never synced.
+        Never = "never",
+        /// The last sync succeeded.
+        Succeeded = "succeeded",
+        /// The last sync failed; the last good revision stays in force.
+        Failed = "failed",
+    }
+}
+
+text_enum! {
+    /// Health of an object or of a whole cluster (the worst of its objects).
+    /// Ordered from best to worst.
+    pub enum Health ("health") {
+        /// Ready as desired.
+        Healthy = "healthy",
+        /// Not there yet (rolling out, pending).
+        Progressing = "progressing",
+        /// Not assessed, or cannot be judged.
+        Unknown = "unknown",
+        /// The object does not exist.
+        Missing = "missing",
+        /// Failed to get there (deadline exceeded, job failed, volume lost).
+        Degraded = "degraded",
+    }
+}
+
+impl Health {
+    /// The health of a set: the worst of its members (`Healthy` when empty).
+    pub fn worst(healths: impl IntoIterator<Item = Health>) -> Health {
+        healths.into_iter().max().unwrap_or(Health::Healthy)
+    }
+}
+
+text_enum! {
+    /// What a sync did to one object.
+    pub enum ObjectAction ("object action") {
+        /// It did not exist and was created.
+        Created = "created",
+        /// It existed and was changed.
+        Configured = "configured",
+        /// It already matched.
+        Unchanged = "unchanged",
+        /// It left the desired state and was deleted.
+        Pruned = "pruned",
+        /// It left the desired state but was kept (prune disabled on it, or
+        /// it was recreated by someone else).
+        PruneSkipped = "prune_skipped",
+        /// The API server refused it, or the call failed.
+        Failed = "failed",
+    }
+}
+
+/// A cluster's sync mode and the state of its syncs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClusterSync {
+    /// How it follows Git.
+    pub mode: SyncMode,
+    /// The outcome of the last finished sync.
+    pub status: ClusterSyncStatus,
+    /// The revision of the last successful sync: the one in force.
+    pub revision: Option<String>,
+    /// The revision the last finished sync worked on, succeeded or not.
+    pub last_revision: Option<String>,
+    /// The last finished sync.
+    pub last_sync_id: Option<i64>,
+    /// When the last sync finished (unix ms).
+    pub last_sync_at: Option<i64>,
+    /// Why the last sync failed.
+    pub error: Option<String>,
+    /// Failed syncs in a row.
+    pub failures: u32,
+    /// When a failed sync is retried (unix ms).
+    pub next_sync_at: Option<i64>,
+    /// The worst health of the cluster's objects.
+    pub health: Health,
+    /// When health was last assessed (unix ms).
+    pub health_checked_at: Option<i64>,
+}
+
+/// How many objects of a sync ended in each action.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SyncCounts {
+    /// Created.
+    pub created: u32,
+    /// Configured.
+    pub configured: u32,
+    /// Unchanged.
+    pub unchanged: u32,
+    /// Pruned.
+    pub pruned: u32,
+    /// Kept although gone from Git.
+    pub prune_skipped: u32,
+    /// Failed.
+    pub failed: u32,
+}
+
+/// One sync of one cluster.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SyncRecord {
+    /// Increasing id.
+    pub id: i64,
+    /// The cluster's name.
+    pub cluster: String,
+    /// Why it ran.
+    pub trigger: SyncTrigger,
+    /// Where it is.
+    pub status: SyncStatus,
+    /// The revision synced (known once it started).
+    pub revision: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The cluster's health when it finished.
+    pub health: Option<Health>,
+    /// When it was queued (unix ms).
+    pub queued_at: i64,
+    /// When it started (unix ms).
+    pub started_at: Option<i64>,
+    /// When it finished (unix ms).
+    pub finished_at: Option<i64>,
+    /// Objects per action.
+    pub counts: SyncCounts,
+}
+
+/// What a sync did to one object.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SyncObjectRecord {
+    /// `apiVersion`.
+    pub api_version: String,
+    /// `kind`.
+    pub kind: String,
+    /// Namespace; `None` for cluster-scoped objects.
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: String,
+    /// What was done.
+    pub action: ObjectAction,
+    /// The API server's message on failure, or why a prune was skipped.
+    pub message: Option<String>,
+    /// Its health after the sync.
+    pub health: Option<Health>,
+    /// Why it is not healthy.
+    pub health_message: Option<String>,
+}
+
+/// An object Pilothouse applied to a cluster and owns.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InventoryRecord {
+    /// API group (`""` for the core group).
+    pub api_group: String,
+    /// `kind`.
+    pub kind: String,
+    /// Namespace; `None` for cluster-scoped objects.
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: String,
+    /// The `apiVersion` it was applied with.
+    pub api_version: String,
+    /// SHA-256 of the applied manifest.
+    pub manifest_sha256: String,
+    /// The `resourceVersion` after the apply.
+    pub resource_version: String,
+    /// Its `uid`.
+    pub uid: String,
+    /// Its last assessed health.
+    pub health: Option<Health>,
+    /// Why it is not healthy.
+    pub health_message: Option<String>,
+}
+
+/// How a sync ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncResult {
+    /// `true`: succeeded; the revision becomes the cluster's synced revision.
+    pub succeeded: bool,
+    /// The revision that was synced (or tried).
+    pub revision: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The cluster's health afterwards (`None`: not assessed, e.g. render
+    /// failed; the cluster keeps its health).
+    pub health: Option<Health>,
+    /// Per-object results.
+    pub objects: Vec<SyncObjectRecord>,
+    /// The cluster's new inventory; `None` keeps the current one.
+    pub inventory: Option<Vec<InventoryRecord>>,
+    /// When to retry, for a failed sync (unix ms).
+    pub retry_at: Option<i64>,
+}
+
+/// Which syncs of a cluster to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncQuery {
+    /// Only syncs with a smaller id (the previous page's last id).
+    pub before: Option<i64>,
+    /// Page size, clamped to `1..=500`.
+    pub limit: u32,
+}
+
+impl Store {
+    /// Queues a sync of `cluster`. A cluster has at most one queued sync:
+    /// when one is already waiting it is returned instead (so repeated
+    /// requests and replayed webhooks add nothing). `None` if there is no
+    /// such cluster.
+    pub async fn queue_sync(
+        &self,
+        cluster: &str,
+        trigger: SyncTrigger,
+    ) -> Result<Option<SyncRecord>, StoreError> {
+        sqlx::query(
+            "INSERT INTO syncs (cluster_id, trigger, status, queued_at) \
+             SELECT id, ?, 'queued', ? FROM clusters WHERE name = ? \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(trigger.as_str())
+        .bind(now_ms())
+        .bind(cluster)
+        .execute(&self.writer)
+        .await?;
+        let sql = concat!(sync_select!(), " WHERE c.name = ? AND s.status = 'queued'");
+        let row = sqlx::query(sql)
+            .bind(cluster)
+            .fetch_optional(&self.writer)
+            .await?;
+        row.as_ref().map(sync_from_row).transpose()
+    }
+
+    /// Queued syncs, oldest first.
+    pub async fn queued_syncs(&self, limit: u32) -> Result<Vec<SyncRecord>, StoreError> {
+        let sql = concat!(
+            sync_select!(),
+            " WHERE s.status = 'queued' ORDER BY s.id LIMIT ?"
+        );
+        let rows = sqlx::query(sql)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(sync_from_row).collect()
+    }
+
+    /// Marks a queued sync as running on `revision`. `false` if it is not
+    /// queued any more (another worker took it, or its cluster is gone).
+    pub async fn start_sync(&self, id: i64, revision: Option<&str>) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE syncs SET status = 'running', started_at = ?, revision = ? \
+             WHERE id = ? AND status = 'queued'",
+        )
+        .bind(now_ms())
+        .bind(revision)
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Finishes a running sync in one transaction: its status and objects,
+    /// the cluster's inventory (when given), and the cluster's sync state
+    /// (synced revision on success, failures and retry time on failure,
+    /// health).
+    pub async fn finish_sync(&self, id: i64, result: &SyncResult) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let now = now_ms();
+        let status = if result.succeeded {
+            SyncStatus::Succeeded
+        } else {
+            SyncStatus::Failed
+        };
+        let cluster_id: Option<i64> = sqlx::query_scalar(
+            "UPDATE syncs SET status = ?, revision = COALESCE(?, revision), error = ?, \
+                 health = ?, finished_at = ? \
+             WHERE id = ? AND status = 'running' RETURNING cluster_id",
+        )
+        .bind(status.as_str())
+        .bind(&result.revision)
+        .bind(&result.error)
+        .bind(result.health.map(Health::as_str))
+        .bind(now)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(cluster_id) = cluster_id else {
+            return Err(StoreError::NotFound {
+                what: format!("running sync {id}"),
+            });
+        };
+        for chunk in result.objects.chunks(100).enumerate() {
+            let (chunk_index, objects) = chunk;
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO sync_objects (sync_id, position, api_version, kind, namespace, \
+                     name, action, message, health, health_message) ",
+            );
+            insert.push_values(objects.iter().enumerate(), |mut row, (i, object)| {
+                row.push_bind(id)
+                    .push_bind((chunk_index * 100 + i) as i64)
+                    .push_bind(&object.api_version)
+                    .push_bind(&object.kind)
+                    .push_bind(object.namespace.as_deref().unwrap_or(""))
+                    .push_bind(&object.name)
+                    .push_bind(object.action.as_str())
+                    .push_bind(&object.message)
+                    .push_bind(object.health.map(Health::as_str))
+                    .push_bind(&object.health_message);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        if let Some(inventory) = &result.inventory {
+            write_inventory(&mut tx, cluster_id, inventory).await?;
+        }
+        sqlx::query(
+            "UPDATE clusters SET \
+                 sync_status = ?1, \
+                 synced_revision = CASE WHEN ?1 = 'succeeded' THEN COALESCE(?2, synced_revision) \
+                                        ELSE synced_revision END, \
+                 last_sync_revision = COALESCE(?2, last_sync_revision), \
+                 last_sync_id = ?3, last_sync_at = ?4, sync_error = ?5, \
+                 sync_failures = CASE WHEN ?1 = 'succeeded' THEN 0 ELSE sync_failures + 1 END, \
+                 next_sync_at = ?6, \
+                 health = COALESCE(?7, health), \
+                 health_checked_at = CASE WHEN ?7 IS NULL THEN health_checked_at ELSE ?4 END \
+             WHERE id = ?8",
+        )
+        .bind(status.as_str())
+        .bind(&result.revision)
+        .bind(id)
+        .bind(now)
+        .bind(&result.error)
+        .bind(result.retry_at)
+        .bind(result.health.map(Health::as_str))
+        .bind(cluster_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Replaces the inventory of `cluster` outside a sync (a self-heal check
+    /// that found nothing to change still learns new resource versions).
+    pub async fn replace_inventory(
+        &self,
+        cluster: &str,
+        inventory: &[InventoryRecord],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let cluster_id: Option<i64> = sqlx::query_scalar("SELECT id FROM clusters WHERE name = ?")
+            .bind(cluster)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(cluster_id) = cluster_id else {
+            return Err(StoreError::NotFound {
+                what: format!("cluster `{cluster}`"),
+            });
+        };
+        write_inventory(&mut tx, cluster_id, inventory).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks syncs left running by a stopped service as failed, so they
+    /// are retried. Returns how many there were.
+    pub async fn fail_interrupted_syncs(&self) -> Result<u64, StoreError> {
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        let clusters: Vec<i64> = sqlx::query_scalar(
+            "UPDATE syncs SET status = 'failed', finished_at = ?, \
+                 error = 'interrupted: the service stopped during the sync' \
+             WHERE status = 'running' RETURNING cluster_id",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        for cluster in &clusters {
+            sqlx::query("UPDATE clusters SET next_sync_at = ? WHERE id = ?")
+                .bind(now)
+                .bind(cluster)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(clusters.len() as u64)
+    }
+
+    /// One sync of `cluster`, with its per-object results in order.
+    pub async fn get_sync(
+        &self,
+        cluster: &str,
+        id: i64,
+    ) -> Result<Option<(SyncRecord, Vec<SyncObjectRecord>)>, StoreError> {
+        let sql = concat!(sync_select!(), " WHERE c.name = ? AND s.id = ?");
+        let Some(row) = sqlx::query(sql)
+            .bind(cluster)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let record = sync_from_row(&row)?;
+        let rows = sqlx::query(
+            "SELECT api_version, kind, namespace, name, action, message, health, health_message \
+             FROM sync_objects WHERE sync_id = ? ORDER BY position",
+        )
+        .bind(id)
+        .fetch_all(&self.reader)
+        .await?;
+        let objects = rows
+            .iter()
+            .map(|row| {
+                Ok(SyncObjectRecord {
+                    api_version: row.try_get(0)?,
+                    kind: row.try_get(1)?,
+                    namespace: non_empty(row.try_get(2)?),
+                    name: row.try_get(3)?,
+                    action: parse(row, 4, "sync_objects.action")?,
+                    message: row.try_get(5)?,
+                    health: parse_optional(row, 6, "sync_objects.health")?,
+                    health_message: row.try_get(7)?,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Some((record, objects)))
+    }
+
+    /// Syncs of `cluster`, newest first.
+    pub async fn list_syncs(
+        &self,
+        cluster: &str,
+        query: &SyncQuery,
+    ) -> Result<Vec<SyncRecord>, StoreError> {
+        let sql = concat!(
+            sync_select!(),
+            " WHERE c.name = ? AND (? IS NULL OR s.id < ?) ORDER BY s.id DESC LIMIT ?"
+        );
+        let rows = sqlx::query(sql)
+            .bind(cluster)
+            .bind(query.before)
+            .bind(query.before)
+            .bind(i64::from(query.limit.clamp(1, 500)))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(sync_from_row).collect()
+    }
+
+    /// The objects Pilothouse owns on `cluster`, in apply order.
+    pub async fn inventory(&self, cluster: &str) -> Result<Vec<InventoryRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT i.api_group, i.kind, i.namespace, i.name, i.api_version, \
+                 i.manifest_sha256, i.resource_version, i.uid, i.health, i.health_message \
+             FROM inventory i JOIN clusters c ON c.id = i.cluster_id \
+             WHERE c.name = ? ORDER BY i.position",
+        )
+        .bind(cluster)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(InventoryRecord {
+                    api_group: row.try_get(0)?,
+                    kind: row.try_get(1)?,
+                    namespace: non_empty(row.try_get(2)?),
+                    name: row.try_get(3)?,
+                    api_version: row.try_get(4)?,
+                    manifest_sha256: row.try_get(5)?,
+                    resource_version: row.try_get(6)?,
+                    uid: row.try_get(7)?,
+                    health: parse_optional(row, 8, "inventory.health")?,
+                    health_message: row.try_get(9)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records a fresh health assessment of `cluster`: each inventory
+    /// object's health (matched by group, kind, namespace and name; objects
+    /// not in the inventory are ignored) and the cluster's.
+    pub async fn record_health(
+        &self,
+        cluster: &str,
+        health: Health,
+        objects: &[InventoryRecord],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let cluster_id: Option<i64> = sqlx::query_scalar(
+            "UPDATE clusters SET health = ?, health_checked_at = ? WHERE name = ? RETURNING id",
+        )
+        .bind(health.as_str())
+        .bind(now_ms())
+        .bind(cluster)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(cluster_id) = cluster_id else {
+            return Err(StoreError::NotFound {
+                what: format!("cluster `{cluster}`"),
+            });
+        };
+        for object in objects {
+            sqlx::query(
+                "UPDATE inventory SET health = ?, health_message = ? \
+                 WHERE cluster_id = ? AND api_group = ? AND kind = ? AND namespace = ? AND name = ?",
+            )
+            .bind(object.health.map(Health::as_str))
+            .bind(&object.health_message)
+            .bind(cluster_id)
+            .bind(&object.api_group)
+            .bind(&object.kind)
+            .bind(object.namespace.as_deref().unwrap_or(""))
+            .bind(&object.name)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Replaces a cluster's inventory inside a transaction.
+async fn write_inventory(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    cluster_id: i64,
+    inventory: &[InventoryRecord],
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM inventory WHERE cluster_id = ?")
+        .bind(cluster_id)
+        .execute(&mut **tx)
+        .await?;
+    for (chunk_index, entries) in inventory.chunks(100).enumerate() {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO inventory (cluster_id, api_group, kind, namespace, name, \
+                 api_version, manifest_sha256, resource_version, uid, health, \
+                 health_message, position) ",
+        );
+        insert.push_values(entries.iter().enumerate(), |mut row, (i, entry)| {
+            row.push_bind(cluster_id)
+                .push_bind(&entry.api_group)
+                .push_bind(&entry.kind)
+                .push_bind(entry.namespace.as_deref().unwrap_or(""))
+                .push_bind(&entry.name)
+                .push_bind(&entry.api_version)
+                .push_bind(&entry.manifest_sha256)
+                .push_bind(&entry.resource_version)
+                .push_bind(&entry.uid)
+                .push_bind(entry.health.map(Health::as_str))
+                .push_bind(&entry.health_message)
+                .push_bind((chunk_index * 100 + i) as i64);
+        });
+        insert.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+fn sync_from_row(row: &SqliteRow) -> Result<SyncRecord, StoreError> {
+    let counts: Option<String> = row.try_get(10)?;
+    let counts: std::collections::BTreeMap<String, u32> = match counts {
+        Some(json) => serde_json::from_str(&json).map_err(|e| StoreError::InvalidRow {
+            column: "sync_objects.action",
+            reason: e.to_string(),
+        })?,
+        None => Default::default(),
+    };
+    let count = |action: ObjectAction| counts.get(action.as_str()).copied().unwrap_or(0);
+    Ok(SyncRecord {
+        id: row.try_get(0)?,
+        cluster: row.try_get(1)?,
+        trigger: parse(row, 2, "syncs.trigger")?,
+        status: parse(row, 3, "syncs.status")?,
+        revision: row.try_get(4)?,
+        error: row.try_get(5)?,
+        health: parse_optional(row, 6, "syncs.health")?,
+        queued_at: row.try_get(7)?,
+        started_at: row.try_get(8)?,
+        finished_at: row.try_get(9)?,
+        counts: SyncCounts {
+            created: count(ObjectAction::Created),
+            configured: count(ObjectAction::Configured),
+            unchanged: count(ObjectAction::Unchanged),
+            pruned: count(ObjectAction::Pruned),
+            prune_skipped: count(ObjectAction::PruneSkipped),
+            failed: count(ObjectAction::Failed),
+        },
+    })
+}
+
+fn non_empty(namespace: String) -> Option<String> {
+    (!namespace.is_empty()).then_some(namespace)
+}
+
+/// Reads a nullable TEXT column into an enum.
+fn parse_optional<T>(
+    row: &SqliteRow,
+    index: usize,
+    column: &'static str,
+) -> Result<Option<T>, StoreError>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let text: Option<String> = row.try_get(index)?;
+    text.map(|text| {
+        text.parse().map_err(|e: T::Err| StoreError::InvalidRow {
+            column,
+            reason: e.to_string(),
+        })
+    })
+    .transpose()
+}
