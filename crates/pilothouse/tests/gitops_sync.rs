@@ -871,3 +871,131 @@ async fn health_follows_rollout_and_scaffold_pushes_the_cluster_overlay() {
     let (status, _) = server.call("GET", "/api/v1/clusters/taken", None).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn self_heal_puts_back_live_changes_and_an_unreachable_remote_keeps_the_last_revision() {
+    let repo = Repo::new(small_state);
+    let cluster = TestCluster::start("healing").await.unwrap();
+    let server = serve(&repo, &["--self-heal-interval", "1s"]);
+    server.set_webhook_secret(&repo).await;
+    server.register("shop", &cluster, "eks", &["--sync-mode", "self_heal"]);
+    let first = git(&repo.work, &["rev-parse", "HEAD"]);
+    let state = server.wait_synced("shop", &first).await;
+    assert_eq!(state["sync"]["status"], "succeeded", "{state}");
+    let syncs_before = server.get("/api/v1/clusters/shop/syncs").await;
+
+    // Someone scales the Deployment and deletes a config map by hand.
+    let kubectl = |args: &[&str]| {
+        let output = cluster.kubectl().args(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    let identity = kubectl(&["-n", "shop", "get", "configmaps", "-o", "name"]);
+    let identity = identity
+        .lines()
+        .find(|name| name.contains("pilothouse-cluster"))
+        .unwrap()
+        .to_owned();
+    kubectl(&["-n", "shop", "scale", "deployment", "web", "--replicas=5"]);
+    kubectl(&["-n", "shop", "delete", &identity]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let replicas = kubectl(&[
+            "-n",
+            "shop",
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ]);
+        let maps = kubectl(&["-n", "shop", "get", "configmaps", "-o", "name"]);
+        if replicas == "2" && maps.lines().any(|name| name == identity) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not healed within 30s: replicas {replicas}, maps {maps:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Recorded as self-heal syncs (one or two, depending on whether a check
+    // fell between the two changes): one configured, one created in all.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let syncs = server.get("/api/v1/clusters/shop/syncs").await;
+    let before = syncs_before.as_array().unwrap().len();
+    let healed = &syncs.as_array().unwrap()[..syncs.as_array().unwrap().len() - before];
+    assert!(!healed.is_empty() && healed.len() <= 2, "{syncs}");
+    assert!(
+        healed
+            .iter()
+            .all(|s| s["trigger"] == "self_heal" && s["status"] == "succeeded"),
+        "{syncs}"
+    );
+    let total = |action: &str| {
+        healed
+            .iter()
+            .map(|s| s["counts"][action].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!((total("configured"), total("created")), (1, 1), "{syncs}");
+    // Checks that find nothing record nothing.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = server.get("/api/v1/clusters/shop/syncs").await;
+    assert_eq!(
+        later.as_array().unwrap().len(),
+        syncs.as_array().unwrap().len(),
+        "{later}"
+    );
+
+    // The remote goes away: the fetch failure is recorded and visible, and
+    // the revision in force stays.
+    let moved = repo.remote.with_extension("moved");
+    std::fs::rename(&repo.remote, &moved).unwrap();
+    assert_eq!(server.push_webhook(&first, WEBHOOK_SECRET).await, 202);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let repository = loop {
+        let repository = server.get("/api/v1/repository").await;
+        if repository["last_fetch_error"].is_string() {
+            break repository;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fetch failure not recorded: {repository}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(repository["head"]["id"], first.as_str(), "{repository}");
+    assert!(repository["consecutive_fetch_failures"].as_u64().unwrap() >= 1);
+    assert!(
+        repository["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "fetch_failed"),
+        "{repository}"
+    );
+    let state = server.get("/api/v1/clusters/shop").await;
+    assert_eq!(state["sync"]["revision"], first.as_str());
+    assert_eq!(state["sync"]["status"], "succeeded");
+
+    // It comes back: the next fetch clears the error.
+    std::fs::rename(&moved, &repo.remote).unwrap();
+    assert_eq!(server.push_webhook(&first, WEBHOOK_SECRET).await, 202);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let repository = server.get("/api/v1/repository").await;
+        if repository["last_fetch_error"].is_null() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fetch did not recover: {repository}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
