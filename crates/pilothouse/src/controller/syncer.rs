@@ -99,6 +99,9 @@ impl Controller {
                 let controller = Arc::clone(self);
                 tokio::spawn(async move {
                     let name = cluster.name.clone();
+                    // a check takes a sync slot: checks never crowd out syncs
+                    // beyond the configured concurrency
+                    let _permit = controller.slots.acquire().await;
                     if let Err(error) = controller.self_heal(&cluster).await {
                         tracing::warn!(cluster = %name, error = %format!("{error:#}"), "self-heal check failed");
                     }
@@ -226,10 +229,13 @@ impl Controller {
             .into_iter()
             .map(inventory_entry)
             .collect();
-        let outcome = match engine_sync(client, desired, previous, self.sync_options()).await? {
-            Ok(outcome) => outcome,
-            Err(error) => return Ok(self.failure(name, Some(revision), error.to_string()).await),
-        };
+        let outcome =
+            match pilothouse_fleet::sync(&client, desired, &previous, &self.sync_options()).await {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    return Ok(self.failure(name, Some(revision), error.to_string()).await);
+                }
+            };
         let mut result = sync_result(outcome, revision);
         if !result.succeeded {
             result.retry_at = Some(self.retry_at(&cluster));
@@ -262,7 +268,8 @@ impl Controller {
             .into_iter()
             .map(inventory_entry)
             .collect();
-        let outcome = engine_sync(client, desired, previous, self.sync_options()).await??;
+        let outcome =
+            pilothouse_fleet::sync(&client, desired, &previous, &self.sync_options()).await?;
         let changed = outcome
             .objects
             .iter()
@@ -310,6 +317,12 @@ impl Controller {
             };
             let now = now_ms();
             let slow = millis(self.settings.health_interval) * 10;
+            // assessed concurrently, as many at once as syncs may run: one
+            // unreachable cluster never holds up the others
+            let limit = Arc::new(tokio::sync::Semaphore::new(
+                self.settings.concurrency.max(1),
+            ));
+            let mut running = tokio::task::JoinSet::new();
             for cluster in clusters {
                 let due = cluster.sync.status != ClusterSyncStatus::Never
                     && (cluster.sync.health != Health::Healthy
@@ -320,32 +333,37 @@ impl Controller {
                 if !due || !self.claim(&cluster.name) {
                     continue;
                 }
-                let outcome = tokio::time::timeout(
-                    self.settings.call_timeout * 2,
-                    self.assess_cluster(&cluster),
-                )
-                .await;
-                self.release(&cluster.name);
-                match outcome {
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) => {
-                        tracing::debug!(cluster = %cluster.name, error = %format!("{error:#}"), "health assessment failed");
+                let controller = Arc::clone(&self);
+                let limit = Arc::clone(&limit);
+                running.spawn(async move {
+                    let _permit = limit.acquire().await;
+                    let outcome = tokio::time::timeout(
+                        controller.settings.call_timeout * 2,
+                        controller.assess_cluster(&cluster),
+                    )
+                    .await;
+                    controller.release(&cluster.name);
+                    match outcome {
+                        Ok(Ok(())) => {}
+                        Ok(Err(error)) => {
+                            tracing::debug!(cluster = %cluster.name, error = %format!("{error:#}"), "health assessment failed");
+                        }
+                        Err(_) => {
+                            tracing::debug!(cluster = %cluster.name, "health assessment timed out");
+                        }
                     }
-                    Err(_) => {
-                        tracing::debug!(cluster = %cluster.name, "health assessment timed out")
-                    }
-                }
+                });
             }
+            while running.join_next().await.is_some() {}
         }
     }
 
     async fn assess_cluster(&self, cluster: &Cluster) -> anyhow::Result<()> {
         let inventory = self.store.inventory(&cluster.name).await?;
         let entries: Vec<InventoryEntry> = inventory.iter().cloned().map(inventory_entry).collect();
-        let entries_owned = entries.clone();
         let client = self.client(cluster).await?;
-        let options = self.sync_options();
-        let healths = pilothouse_fleet::assess_health(&client, &entries_owned, &options).await?;
+        let healths =
+            pilothouse_fleet::assess_health(&client, &entries, &self.sync_options()).await?;
         let by_key: HashMap<&ObjectKey, &pilothouse_fleet::ObjectHealth> =
             healths.iter().map(|h| (&h.key, h)).collect();
         let mut updated = inventory.clone();
@@ -460,16 +478,6 @@ impl Controller {
     fn release(&self, cluster: &str) {
         self.running.lock().expect("running set").remove(cluster);
     }
-}
-
-/// Runs the sync engine.
-async fn engine_sync(
-    client: kube::Client,
-    desired: Vec<Value>,
-    previous: Vec<InventoryEntry>,
-    options: SyncOptions,
-) -> anyhow::Result<Result<SyncOutcome, pilothouse_fleet::SyncError>> {
-    Ok(pilothouse_fleet::sync(&client, desired, &previous, &options).await)
 }
 
 /// Renders a cluster's desired state: `gitops/clusters/<name>/` if it
