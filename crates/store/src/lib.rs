@@ -33,6 +33,7 @@
 mod cloud;
 mod clusters;
 mod crypto;
+mod drift;
 mod error;
 mod repository;
 mod store;
@@ -46,6 +47,10 @@ pub use clusters::{
     Reachability, cluster_credentials_context,
 };
 pub use crypto::{MASTER_KEY_ENV, MasterKey, SealedSecret};
+pub use drift::{
+    ClusterDrift, DriftCounts, DriftEpisode, DriftObjectRecord, DriftReport, DriftState,
+    FieldDiffRecord, IgnoreRuleRecord, NewDriftReport, ScanStatus, ScanTrigger,
+};
 pub use error::StoreError;
 pub use repository::{
     CredentialsKind, REPOSITORY_CREDENTIALS_CONTEXT, Repository, RepositoryEvent,

@@ -647,7 +647,8 @@ fn sync_from_row(row: &SqliteRow) -> Result<SyncRecord, StoreError> {
     })
 }
 
-fn non_empty(namespace: String) -> Option<String> {
+/// `None` for the empty namespace of cluster-scoped objects.
+pub(crate) fn non_empty(namespace: String) -> Option<String> {
     (!namespace.is_empty()).then_some(namespace)
 }
 

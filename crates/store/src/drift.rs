@@ -1,0 +1,680 @@
+//! Drift reports: scan results per cluster (one row per distinct result, a
+//! repeat only moves `last_seen_at`), the drifted objects with their field
+//! diffs, when each object's drift started and ended, and the ignore rules.
+
+use std::collections::{BTreeMap, HashSet};
+
+use ring::digest::{SHA256, digest};
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, Transaction};
+
+use crate::clusters::parse;
+use crate::crypto::hex;
+use crate::store::now_ms;
+use crate::syncs::non_empty;
+use crate::text_enum::text_enum;
+use crate::{Store, StoreError};
+
+text_enum! {
+    /// How one object compares with Git.
+    pub enum DriftState ("drift state") {
+        /// As Git says.
+        InSync = "in_sync",
+        /// Some fields differ.
+        Modified = "modified",
+        /// Not on the cluster.
+        Missing = "missing",
+        /// On the cluster and in the inventory, gone from Git.
+        Extra = "extra",
+        /// Could not be compared.
+        Unknown = "unknown",
+    }
+}
+
+text_enum! {
+    /// The result of one scan of a cluster.
+    pub enum ScanStatus ("scan status") {
+        /// Every object as Git says.
+        InSync = "in_sync",
+        /// Some object differs, is missing or extra.
+        Drifted = "drifted",
+        /// The scan could not tell (the cluster did not answer, nothing
+        /// was ever synced, the revision does not render).
+        Unknown = "unknown",
+    }
+}
+
+text_enum! {
+    /// Why a scan ran.
+    pub enum ScanTrigger ("scan trigger") {
+        /// The periodic scan.
+        Schedule = "schedule",
+        /// Right after a sync.
+        Sync = "sync",
+        /// Someone asked.
+        Manual = "manual",
+    }
+}
+
+/// A differing field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldDiffRecord {
+    /// JSON pointer of the field.
+    pub path: String,
+    /// Its live value (`None`: absent live); secret values are masked.
+    pub live: Option<serde_json::Value>,
+    /// The value Git wants (`None`: absent in Git); secret values are masked.
+    pub desired: Option<serde_json::Value>,
+}
+
+/// An object of a scan that is not in sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftObjectRecord {
+    /// `apiVersion`.
+    pub api_version: String,
+    /// `kind`.
+    pub kind: String,
+    /// Namespace; `None` for cluster-scoped objects.
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: String,
+    /// How it differs.
+    pub state: DriftState,
+    /// The differing fields (for `modified`).
+    pub diffs: Vec<FieldDiffRecord>,
+    /// Why it could not be compared (for `unknown`).
+    pub message: Option<String>,
+    /// A readable unified diff, live against desired (secrets masked);
+    /// empty when there is none to show.
+    pub unified: String,
+    /// Since when it has been in this state (unix ms); filled when read.
+    pub since: Option<i64>,
+}
+
+/// Objects per state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftCounts {
+    /// In sync.
+    pub in_sync: u32,
+    /// Modified.
+    pub modified: u32,
+    /// Missing.
+    pub missing: u32,
+    /// Extra.
+    pub extra: u32,
+    /// Not comparable.
+    pub unknown: u32,
+}
+
+/// A finished scan, to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDriftReport {
+    /// Why it ran.
+    pub trigger: ScanTrigger,
+    /// Its result.
+    pub status: ScanStatus,
+    /// The revision compared.
+    pub revision: Option<String>,
+    /// Why it could not tell.
+    pub error: Option<String>,
+    /// Objects per state (in-sync objects are only counted).
+    pub counts: DriftCounts,
+    /// The objects not in sync, in a stable order.
+    pub objects: Vec<DriftObjectRecord>,
+    /// When the scan started (unix ms).
+    pub started_at: i64,
+}
+
+/// A recorded scan result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftReport {
+    /// Increasing id.
+    pub id: i64,
+    /// The cluster's name.
+    pub cluster: String,
+    /// Why the first scan with this result ran.
+    pub trigger: ScanTrigger,
+    /// The result.
+    pub status: ScanStatus,
+    /// The revision compared.
+    pub revision: Option<String>,
+    /// Why the scan could not tell.
+    pub error: Option<String>,
+    /// Objects per state.
+    pub counts: DriftCounts,
+    /// When the first scan with this result started (unix ms).
+    pub started_at: i64,
+    /// When it finished (unix ms).
+    pub finished_at: i64,
+    /// When the last scan with this same result finished (unix ms).
+    pub last_seen_at: i64,
+    /// How many scans found this result.
+    pub scans: u32,
+    /// The objects not in sync (empty in history listings).
+    pub objects: Vec<DriftObjectRecord>,
+}
+
+/// One stretch of time an object was drifted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftEpisode {
+    /// `apiVersion`.
+    pub api_version: String,
+    /// `kind`.
+    pub kind: String,
+    /// Namespace; `None` for cluster-scoped objects.
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: String,
+    /// The state it was in.
+    pub state: DriftState,
+    /// When the drift was first seen (unix ms).
+    pub started_at: i64,
+    /// When it was first seen gone (unix ms); `None`: still drifted.
+    pub ended_at: Option<i64>,
+}
+
+/// One cluster's line of the fleet summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterDrift {
+    /// The cluster's name.
+    pub cluster: String,
+    /// Its latest report, if it was ever scanned.
+    pub status: Option<ScanStatus>,
+    /// Objects per state in the latest report.
+    pub counts: DriftCounts,
+    /// When the latest scan finished (unix ms).
+    pub last_scan_at: Option<i64>,
+    /// When its oldest unresolved drift started (unix ms).
+    pub oldest_drift_since: Option<i64>,
+}
+
+/// A rule that keeps some fields out of drift.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IgnoreRuleRecord {
+    /// Id (for deletion); ignored on insert.
+    pub id: i64,
+    /// The cluster it applies to; `None`: every cluster.
+    pub cluster: Option<String>,
+    /// API group (`""` core, `*` any).
+    pub api_group: String,
+    /// Kind (`*` any).
+    pub kind: String,
+    /// Namespace; `None`: any.
+    pub namespace: Option<String>,
+    /// Name; `*` is a wildcard.
+    pub name: String,
+    /// A JSON pointer to ignore (with what is under it)…
+    pub pointer: Option<String>,
+    /// …or the fields this field manager owns.
+    pub managed_by: Option<String>,
+}
+
+/// Columns of a [`DriftReport`] (`r`) with its cluster (`c`), read by
+/// [`report_from_row`]. A macro so queries stay `&'static str`.
+macro_rules! report_select {
+    () => {
+        "SELECT r.id, c.name, r.trigger, r.status, r.revision, r.error, r.in_sync, r.modified, \
+             r.missing, r.extra, r.unknown, r.started_at, r.finished_at, r.last_seen_at, r.scans \
+         FROM drift_reports r JOIN clusters c ON c.id = r.cluster_id"
+    };
+}
+
+impl Store {
+    /// Records a scan of `cluster`. When its result equals the latest
+    /// report's, that report's `last_seen_at` and scan count move and no row
+    /// is added; otherwise a new report is stored. Either way the objects'
+    /// drift episodes are brought up to date (an `unknown` scan leaves them
+    /// as they are: it saw nothing). Returns the report in force and whether
+    /// it is new.
+    pub async fn record_drift_report(
+        &self,
+        cluster: &str,
+        report: &NewDriftReport,
+    ) -> Result<(DriftReport, bool), StoreError> {
+        let fingerprint = fingerprint(report);
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        let cluster_id: Option<i64> = sqlx::query_scalar("SELECT id FROM clusters WHERE name = ?")
+            .bind(cluster)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(cluster_id) = cluster_id else {
+            return Err(StoreError::NotFound {
+                what: format!("cluster `{cluster}`"),
+            });
+        };
+        let latest: Option<(i64, String)> = sqlx::query_as(
+            "SELECT id, fingerprint FROM drift_reports WHERE cluster_id = ? ORDER BY id DESC LIMIT 1",
+        )
+        .bind(cluster_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (id, new) = match latest {
+            Some((id, previous)) if previous == fingerprint => {
+                sqlx::query(
+                    "UPDATE drift_reports SET last_seen_at = ?, scans = scans + 1 WHERE id = ?",
+                )
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                (id, false)
+            }
+            _ => (
+                insert_report(&mut tx, cluster_id, report, &fingerprint, now).await?,
+                true,
+            ),
+        };
+        if report.status != ScanStatus::Unknown {
+            update_episodes(&mut tx, cluster_id, &report.objects, now).await?;
+        }
+        tx.commit().await?;
+        let report = self
+            .drift_report(cluster, id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: format!("drift report {id}"),
+            })?;
+        Ok((report, new))
+    }
+
+    /// The latest report of `cluster`, with its objects and since when each
+    /// has drifted.
+    pub async fn latest_drift_report(
+        &self,
+        cluster: &str,
+    ) -> Result<Option<DriftReport>, StoreError> {
+        let id: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(r.id) FROM drift_reports r JOIN clusters c ON c.id = r.cluster_id \
+             WHERE c.name = ?",
+        )
+        .bind(cluster)
+        .fetch_one(&self.reader)
+        .await?;
+        match id {
+            Some(id) => self.drift_report(cluster, id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// One report of `cluster` with its objects.
+    pub async fn drift_report(
+        &self,
+        cluster: &str,
+        id: i64,
+    ) -> Result<Option<DriftReport>, StoreError> {
+        let sql = concat!(report_select!(), " WHERE c.name = ? AND r.id = ?");
+        let Some(row) = sqlx::query(sql)
+            .bind(cluster)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut report = report_from_row(&row)?;
+        let rows = sqlx::query(
+            "SELECT o.api_version, o.kind, o.namespace, o.name, o.state, o.diffs, o.message, o.unified, \
+                 (SELECT e.started_at FROM drift_episodes e JOIN drift_reports r ON r.id = o.report_id \
+                  WHERE e.cluster_id = r.cluster_id AND e.kind = o.kind AND e.namespace = o.namespace \
+                    AND e.name = o.name AND e.api_version = o.api_version AND e.state = o.state \
+                    AND e.started_at <= r.last_seen_at \
+                  ORDER BY e.id DESC LIMIT 1) \
+             FROM drift_objects o WHERE o.report_id = ? ORDER BY o.position",
+        )
+        .bind(id)
+        .fetch_all(&self.reader)
+        .await?;
+        report.objects = rows
+            .iter()
+            .map(|row| {
+                let diffs: String = row.try_get(5)?;
+                Ok(DriftObjectRecord {
+                    api_version: row.try_get(0)?,
+                    kind: row.try_get(1)?,
+                    namespace: non_empty(row.try_get(2)?),
+                    name: row.try_get(3)?,
+                    state: parse(row, 4, "drift_objects.state")?,
+                    diffs: serde_json::from_str(&diffs).map_err(|e| StoreError::InvalidRow {
+                        column: "drift_objects.diffs",
+                        reason: e.to_string(),
+                    })?,
+                    message: row.try_get(6)?,
+                    unified: row.try_get(7)?,
+                    since: row.try_get(8)?,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Some(report))
+    }
+
+    /// Reports of `cluster`, newest first, without their objects.
+    pub async fn drift_history(
+        &self,
+        cluster: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<DriftReport>, StoreError> {
+        let sql = concat!(
+            report_select!(),
+            " WHERE c.name = ? AND (? IS NULL OR r.id < ?) ORDER BY r.id DESC LIMIT ?"
+        );
+        let rows = sqlx::query(sql)
+            .bind(cluster)
+            .bind(before)
+            .bind(before)
+            .bind(i64::from(limit.clamp(1, 500)))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(report_from_row).collect()
+    }
+
+    /// When objects of `cluster` drifted and recovered, newest first.
+    pub async fn drift_episodes(
+        &self,
+        cluster: &str,
+        limit: u32,
+    ) -> Result<Vec<DriftEpisode>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.api_version, e.kind, e.namespace, e.name, e.state, e.started_at, e.ended_at \
+             FROM drift_episodes e JOIN clusters c ON c.id = e.cluster_id \
+             WHERE c.name = ? ORDER BY e.id DESC LIMIT ?",
+        )
+        .bind(cluster)
+        .bind(i64::from(limit.clamp(1, 500)))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(DriftEpisode {
+                    api_version: row.try_get(0)?,
+                    kind: row.try_get(1)?,
+                    namespace: non_empty(row.try_get(2)?),
+                    name: row.try_get(3)?,
+                    state: parse(row, 4, "drift_episodes.state")?,
+                    started_at: row.try_get(5)?,
+                    ended_at: row.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every cluster's latest scan result and oldest unresolved drift, by name.
+    pub async fn drift_summary(&self) -> Result<Vec<ClusterDrift>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.name, r.status, r.in_sync, r.modified, r.missing, r.extra, r.unknown, \
+                 r.last_seen_at, \
+                 (SELECT MIN(e.started_at) FROM drift_episodes e \
+                  WHERE e.cluster_id = c.id AND e.ended_at IS NULL) \
+             FROM clusters c \
+             LEFT JOIN drift_reports r ON r.id = \
+                 (SELECT MAX(id) FROM drift_reports WHERE cluster_id = c.id) \
+             ORDER BY c.name",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let status: Option<String> = row.try_get(1)?;
+                Ok(ClusterDrift {
+                    cluster: row.try_get(0)?,
+                    status: status
+                        .map(|s| {
+                            s.parse().map_err(|reason| StoreError::InvalidRow {
+                                column: "drift_reports.status",
+                                reason,
+                            })
+                        })
+                        .transpose()?,
+                    counts: counts_from_row(row, 2)?,
+                    last_scan_at: row.try_get(7)?,
+                    oldest_drift_since: row.try_get(8)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Adds an ignore rule; `rule.cluster` must name a registered cluster
+    /// when given. Returns it with its id.
+    pub async fn add_ignore_rule(
+        &self,
+        rule: &IgnoreRuleRecord,
+    ) -> Result<IgnoreRuleRecord, StoreError> {
+        let cluster_id: Option<i64> = match &rule.cluster {
+            None => None,
+            Some(name) => Some(
+                sqlx::query_scalar("SELECT id FROM clusters WHERE name = ?")
+                    .bind(name)
+                    .fetch_optional(&self.reader)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound {
+                        what: format!("cluster `{name}`"),
+                    })?,
+            ),
+        };
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO drift_ignore_rules (cluster_id, api_group, kind, namespace, name, \
+                 pointer, managed_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(cluster_id)
+        .bind(&rule.api_group)
+        .bind(&rule.kind)
+        .bind(&rule.namespace)
+        .bind(&rule.name)
+        .bind(&rule.pointer)
+        .bind(&rule.managed_by)
+        .bind(now_ms())
+        .fetch_one(&self.writer)
+        .await?;
+        Ok(IgnoreRuleRecord { id, ..rule.clone() })
+    }
+
+    /// The rules that apply to `cluster` (its own and the global ones), or
+    /// with `None` every rule.
+    pub async fn ignore_rules(
+        &self,
+        cluster: Option<&str>,
+    ) -> Result<Vec<IgnoreRuleRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.id, c.name, r.api_group, r.kind, r.namespace, r.name, r.pointer, r.managed_by \
+             FROM drift_ignore_rules r LEFT JOIN clusters c ON c.id = r.cluster_id \
+             WHERE ?1 IS NULL OR r.cluster_id IS NULL OR c.name = ?1 ORDER BY r.id",
+        )
+        .bind(cluster)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(IgnoreRuleRecord {
+                    id: row.try_get(0)?,
+                    cluster: row.try_get(1)?,
+                    api_group: row.try_get(2)?,
+                    kind: row.try_get(3)?,
+                    namespace: row.try_get(4)?,
+                    name: row.try_get(5)?,
+                    pointer: row.try_get(6)?,
+                    managed_by: row.try_get(7)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes an ignore rule; `false` if there was none with this id.
+    pub async fn delete_ignore_rule(&self, id: i64) -> Result<bool, StoreError> {
+        let result = sqlx::query("DELETE FROM drift_ignore_rules WHERE id = ?")
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+}
+
+async fn insert_report(
+    tx: &mut Transaction<'_, Sqlite>,
+    cluster_id: i64,
+    report: &NewDriftReport,
+    fingerprint: &str,
+    now: i64,
+) -> Result<i64, StoreError> {
+    let counts = &report.counts;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO drift_reports (cluster_id, trigger, status, revision, error, in_sync, \
+             modified, missing, extra, unknown, fingerprint, started_at, finished_at, last_seen_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(cluster_id)
+    .bind(report.trigger.as_str())
+    .bind(report.status.as_str())
+    .bind(&report.revision)
+    .bind(&report.error)
+    .bind(i64::from(counts.in_sync))
+    .bind(i64::from(counts.modified))
+    .bind(i64::from(counts.missing))
+    .bind(i64::from(counts.extra))
+    .bind(i64::from(counts.unknown))
+    .bind(fingerprint)
+    .bind(report.started_at)
+    .bind(now)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    for (position, object) in report.objects.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO drift_objects (report_id, position, api_version, kind, namespace, name, \
+                 state, diffs, message, unified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(position as i64)
+        .bind(&object.api_version)
+        .bind(&object.kind)
+        .bind(object.namespace.as_deref().unwrap_or(""))
+        .bind(&object.name)
+        .bind(object.state.as_str())
+        .bind(serde_json::to_string(&object.diffs).expect("diffs serialise"))
+        .bind(&object.message)
+        .bind(&object.unified)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(id)
+}
+
+/// Opens an episode for each drifted object without an open one in the same
+/// state (closing one in another state), and closes the open episodes of
+/// objects no longer drifted.
+async fn update_episodes(
+    tx: &mut Transaction<'_, Sqlite>,
+    cluster_id: i64,
+    objects: &[DriftObjectRecord],
+    now: i64,
+) -> Result<(), StoreError> {
+    let open: Vec<(i64, String, String, String, String, String)> = sqlx::query_as(
+        "SELECT id, api_version, kind, namespace, name, state FROM drift_episodes \
+         WHERE cluster_id = ? AND ended_at IS NULL",
+    )
+    .bind(cluster_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    let drifted: BTreeMap<(&str, &str, &str, &str), &str> = objects
+        .iter()
+        .filter(|o| o.state != DriftState::InSync)
+        .map(|o| {
+            (
+                (
+                    o.api_version.as_str(),
+                    o.kind.as_str(),
+                    o.namespace.as_deref().unwrap_or(""),
+                    o.name.as_str(),
+                ),
+                o.state.as_str(),
+            )
+        })
+        .collect();
+    let mut still_open = HashSet::new();
+    for (id, api_version, kind, namespace, name, state) in &open {
+        let key = (
+            api_version.as_str(),
+            kind.as_str(),
+            namespace.as_str(),
+            name.as_str(),
+        );
+        if drifted.get(&key) == Some(&state.as_str()) {
+            still_open.insert(key);
+        } else {
+            sqlx::query("UPDATE drift_episodes SET ended_at = ? WHERE id = ?")
+                .bind(now)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    for (key, state) in &drifted {
+        if still_open.contains(key) {
+            continue;
+        }
+        let (api_version, kind, namespace, name) = key;
+        sqlx::query(
+            "INSERT INTO drift_episodes (cluster_id, api_version, kind, namespace, name, state, \
+                 started_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(cluster_id)
+        .bind(api_version)
+        .bind(kind)
+        .bind(namespace)
+        .bind(name)
+        .bind(state)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// SHA-256 over what makes two scan results the same.
+fn fingerprint(report: &NewDriftReport) -> String {
+    let canonical = serde_json::json!({
+        "status": report.status,
+        "revision": report.revision,
+        "error": report.error,
+        "counts": report.counts,
+        "objects": report.objects.iter().map(|o| serde_json::json!([
+            o.api_version, o.kind, o.namespace, o.name, o.state, o.diffs, o.message,
+        ])).collect::<Vec<_>>(),
+    });
+    hex(digest(&SHA256, canonical.to_string().as_bytes()).as_ref())
+}
+
+fn report_from_row(row: &SqliteRow) -> Result<DriftReport, StoreError> {
+    let scans: i64 = row.try_get(14)?;
+    Ok(DriftReport {
+        id: row.try_get(0)?,
+        cluster: row.try_get(1)?,
+        trigger: parse(row, 2, "drift_reports.trigger")?,
+        status: parse(row, 3, "drift_reports.status")?,
+        revision: row.try_get(4)?,
+        error: row.try_get(5)?,
+        counts: counts_from_row(row, 6)?,
+        started_at: row.try_get(11)?,
+        finished_at: row.try_get(12)?,
+        last_seen_at: row.try_get(13)?,
+        scans: u32::try_from(scans).unwrap_or(u32::MAX),
+        objects: Vec::new(),
+    })
+}
+
+/// Five count columns from `start`: in sync, modified, missing, extra,
+/// unknown (NULL counts as 0).
+fn counts_from_row(row: &SqliteRow, start: usize) -> Result<DriftCounts, StoreError> {
+    let count = |i: usize| -> Result<u32, StoreError> {
+        let n: Option<i64> = row.try_get(start + i)?;
+        Ok(u32::try_from(n.unwrap_or(0)).unwrap_or(u32::MAX))
+    };
+    Ok(DriftCounts {
+        in_sync: count(0)?,
+        modified: count(1)?,
+        missing: count(2)?,
+        extra: count(3)?,
+        unknown: count(4)?,
+    })
+}
