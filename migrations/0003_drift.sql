@@ -44,7 +44,9 @@ CREATE TABLE drift_reports (
     finished_at  INTEGER NOT NULL,
     -- the last scan that found this same result
     last_seen_at INTEGER NOT NULL,
-    scans        INTEGER NOT NULL DEFAULT 1 CHECK (scans >= 1)
+    scans        INTEGER NOT NULL DEFAULT 1 CHECK (scans >= 1),
+    -- how long the last scan with this result took
+    last_duration_ms INTEGER NOT NULL DEFAULT 0
 ) STRICT;
 
 CREATE INDEX drift_reports_cluster ON drift_reports (cluster_id, id);

@@ -76,6 +76,9 @@ pub trait GitOpsControl: Send + Sync + 'static {
         cluster: String,
         cloud: String,
     ) -> BoxFuture<Result<Scaffolded, ScaffoldError>>;
+    /// Scan `cluster` for drift now and record the report; resolves when it
+    /// is recorded, or with why the scan could not run.
+    fn scan_drift(&self, cluster: String) -> BoxFuture<Result<(), String>>;
 }
 
 impl From<ScaffoldError> for ApiError {

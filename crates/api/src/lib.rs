@@ -7,6 +7,7 @@
 
 mod auth;
 mod clusters;
+mod drift;
 mod error;
 mod gitops;
 mod metrics;
@@ -118,6 +119,12 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(syncs::resources))
         .routes(routes!(gitops::get_repository, gitops::put_repository))
         .routes(routes!(gitops::list_revisions))
+        .routes(routes!(drift::latest))
+        .routes(routes!(drift::scan))
+        .routes(routes!(drift::history))
+        .routes(routes!(drift::summary))
+        .routes(routes!(drift::list_rules, drift::add_rule))
+        .routes(routes!(drift::delete_rule))
         .routes(routes!(tokens::create, tokens::list))
         .routes(routes!(tokens::revoke))
 }

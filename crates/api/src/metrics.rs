@@ -1,5 +1,6 @@
-//! Prometheus metrics in text format: HTTP requests by route and status, and
-//! clusters by reachability (read from the store at scrape time).
+//! Prometheus metrics in text format: HTTP requests by route and status;
+//! clusters by reachability, drifted objects per cluster and the duration of
+//! each cluster's last drift scan (read from the store at scrape time).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -127,6 +128,35 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
             reachability.as_str()
         );
     }
+    let drift = state.store.drift_summary().await?;
+    out.push_str("# HELP pilothouse_drift_objects Objects not in sync with Git at the latest scan, by cluster and state.\n");
+    out.push_str("# TYPE pilothouse_drift_objects gauge\n");
+    for cluster in drift.iter().filter(|c| c.status.is_some()) {
+        let name = escape_label(&cluster.cluster);
+        for (state, count) in [
+            ("modified", cluster.counts.modified),
+            ("missing", cluster.counts.missing),
+            ("extra", cluster.counts.extra),
+            ("unknown", cluster.counts.unknown),
+        ] {
+            let _ = writeln!(
+                out,
+                "pilothouse_drift_objects{{cluster=\"{name}\",state=\"{state}\"}} {count}"
+            );
+        }
+    }
+    out.push_str("# HELP pilothouse_drift_scan_duration_seconds How long each cluster's latest drift scan took.\n");
+    out.push_str("# TYPE pilothouse_drift_scan_duration_seconds gauge\n");
+    for cluster in &drift {
+        if let Some(ms) = cluster.last_scan_duration_ms {
+            let _ = writeln!(
+                out,
+                "pilothouse_drift_scan_duration_seconds{{cluster=\"{}\"}} {}",
+                escape_label(&cluster.cluster),
+                ms as f64 / 1000.0
+            );
+        }
+    }
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -135,6 +165,14 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         out,
     )
         .into_response())
+}
+
+/// A Prometheus label value with `\\`, `"` and newlines escaped.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

@@ -36,6 +36,10 @@ impl GitOpsControl for Control {
         self.0.syncs.fetch_add(1, Ordering::SeqCst);
     }
 
+    fn scan_drift(&self, _: String) -> BoxFuture<Result<(), String>> {
+        Box::pin(async { Err("no controller runs in router tests".to_owned()) })
+    }
+
     fn scaffold(&self, _: String, _: String) -> BoxFuture<Result<Scaffolded, ScaffoldError>> {
         Box::pin(async {
             Err(ScaffoldError::Rejected(
@@ -580,6 +584,12 @@ async fn openapi_lists_every_route_and_metrics_count_requests() {
         ("/api/v1/repository", vec!["get", "put"]),
         ("/api/v1/revisions", vec!["get"]),
         ("/api/v1/webhooks/git", vec!["post"]),
+        ("/api/v1/clusters/{name}/drift", vec!["get"]),
+        ("/api/v1/clusters/{name}/drift/scan", vec!["post"]),
+        ("/api/v1/clusters/{name}/drift/history", vec!["get"]),
+        ("/api/v1/drift", vec!["get"]),
+        ("/api/v1/drift/ignore-rules", vec!["get", "post"]),
+        ("/api/v1/drift/ignore-rules/{id}", vec!["delete"]),
         ("/api/v1/tokens", vec!["get", "post"]),
         ("/api/v1/tokens/{id}", vec!["delete"]),
         ("/api/v1/openapi.json", vec!["get"]),

@@ -11,48 +11,13 @@ use std::time::{Duration, Instant};
 
 use pilothouse_fleet::{ObjectAction, SyncOptions, SyncOutcome, sync};
 use pilothouse_testenv::TestCluster;
-use serde_json::{Value, json};
+use serde_json::json;
 
-const NAMESPACES: usize = 10;
-/// Objects of each kind per namespace (Deployments: one fewer, so that the
-/// total with the namespaces is 1,000).
-const PER_KIND: usize = 20;
+use common::{objects, seconds};
+
+mod common;
+
 const SCRATCH: &str = "/tmp/fleet-helper/sync-bench";
-
-fn objects() -> Vec<Value> {
-    let mut objects = Vec::new();
-    for n in 0..NAMESPACES {
-        let ns = format!("bench-{n}");
-        objects.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
-        for i in 0..PER_KIND {
-            let name = format!("app-{i}");
-            let meta =
-                json!({"name": name, "namespace": ns, "labels": {"app": name, "team": "bench"}});
-            objects.push(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
-                "data": {"settings.yaml": format!("replicas: {i}\nmode: fast\n"), "LOG_LEVEL": "info"}}));
-            objects.push(
-                json!({"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque",
-                "stringData": {"password": format!("not-a-secret-{i}")}}),
-            );
-            objects.push(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}));
-            objects.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": meta,
-                "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}));
-            if i + 1 < PER_KIND {
-                objects.push(
-                    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
-                    "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
-                        "template": {"metadata": {"labels": {"app": name}}, "spec": {
-                            "serviceAccountName": name,
-                            "containers": [{"name": "app", "image": "nginx:1.27",
-                                "ports": [{"containerPort": 8080}],
-                                "envFrom": [{"configMapRef": {"name": name}}],
-                                "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}}}]}}}}),
-                );
-            }
-        }
-    }
-    objects
-}
 
 fn count(outcome: &SyncOutcome, action: ObjectAction) -> usize {
     outcome
@@ -84,10 +49,6 @@ fn kubectl_apply(cluster: &TestCluster, file: &str) -> Duration {
         String::from_utf8_lossy(&output.stderr)
     );
     took
-}
-
-fn seconds(duration: Duration) -> String {
-    format!("{:.3} s", duration.as_secs_f64())
 }
 
 #[tokio::main]

@@ -15,7 +15,13 @@
 //!   desired, and the health of what was applied; [`assess_health`] re-reads an
 //!   inventory's health later, [`object_health`] is the pure rule. Values in,
 //!   values out: the caller renders the desired objects and stores the
-//!   inventory.
+//!   inventory;
+//! - [`observe`]: the live side of drift detection. For each desired object, a
+//!   dry-run of the apply [`sync`] would make (what the object would become)
+//!   next to the live object; for inventory objects no longer desired, whether
+//!   they are still there; unchanged objects reused from the previous
+//!   observation. It changes nothing on the cluster and compares nothing: the
+//!   `drift` crate does, purely.
 //!
 //! It must not: write SQL or keep state (the `store` crate holds credentials,
 //! encrypted), serve HTTP (only `api` does), or let a secret (token, key,
@@ -37,6 +43,7 @@ pub use kubeconfig::{
 };
 pub use probe::{Probe, ProbeError, client_for, probe};
 pub use sync::{
-    Health, HealthContext, InventoryEntry, ObjectAction, ObjectHealth, ObjectKey, ObjectResult,
-    PRUNE_ANNOTATION, SyncError, SyncOptions, SyncOutcome, assess_health, object_health, sync,
+    ExtraObservation, Health, HealthContext, InventoryEntry, ObjectAction, ObjectHealth, ObjectKey,
+    ObjectResult, Observation, Observed, PRUNE_ANNOTATION, PreviousObservation, SyncError,
+    SyncOptions, SyncOutcome, assess_health, object_health, observe, sync,
 };

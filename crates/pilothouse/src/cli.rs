@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod client;
 mod cluster;
+mod drift;
 mod duration;
 mod render;
 mod serve;
@@ -35,6 +36,8 @@ enum Command {
     Token(token::TokenArgs),
     /// Sync a cluster with Git now and wait for the result (exit 1 if it failed).
     Sync(sync::SyncArgs),
+    /// Show how clusters differ from Git (exit 0 in sync, 1 drift, 2 error).
+    Drift(drift::DriftArgs),
 }
 
 impl Cli {
@@ -46,6 +49,7 @@ impl Cli {
             Command::Cluster(args) => cluster::run(args),
             Command::Token(args) => token::run(args),
             Command::Sync(args) => sync::run(args),
+            Command::Drift(args) => drift::run(args),
         };
         match outcome {
             Ok(code) => code,

@@ -187,6 +187,8 @@ pub struct ClusterDrift {
     pub last_scan_at: Option<i64>,
     /// When its oldest unresolved drift started (unix ms).
     pub oldest_drift_since: Option<i64>,
+    /// How long its latest scan took (ms).
+    pub last_scan_duration_ms: Option<i64>,
 }
 
 /// A rule that keeps some fields out of drift.
@@ -253,9 +255,11 @@ impl Store {
         let (id, new) = match latest {
             Some((id, previous)) if previous == fingerprint => {
                 sqlx::query(
-                    "UPDATE drift_reports SET last_seen_at = ?, scans = scans + 1 WHERE id = ?",
+                    "UPDATE drift_reports SET last_seen_at = ?, scans = scans + 1, \
+                         last_duration_ms = ? WHERE id = ?",
                 )
                 .bind(now)
+                .bind((now - report.started_at).max(0))
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
@@ -406,7 +410,8 @@ impl Store {
             "SELECT c.name, r.status, r.in_sync, r.modified, r.missing, r.extra, r.unknown, \
                  r.last_seen_at, \
                  (SELECT MIN(e.started_at) FROM drift_episodes e \
-                  WHERE e.cluster_id = c.id AND e.ended_at IS NULL) \
+                  WHERE e.cluster_id = c.id AND e.ended_at IS NULL), \
+                 r.last_duration_ms \
              FROM clusters c \
              LEFT JOIN drift_reports r ON r.id = \
                  (SELECT MAX(id) FROM drift_reports WHERE cluster_id = c.id) \
@@ -430,6 +435,7 @@ impl Store {
                     counts: counts_from_row(row, 2)?,
                     last_scan_at: row.try_get(7)?,
                     oldest_drift_since: row.try_get(8)?,
+                    last_scan_duration_ms: row.try_get(9)?,
                 })
             })
             .collect()
@@ -520,8 +526,9 @@ async fn insert_report(
     let counts = &report.counts;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO drift_reports (cluster_id, trigger, status, revision, error, in_sync, \
-             modified, missing, extra, unknown, fingerprint, started_at, finished_at, last_seen_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             modified, missing, extra, unknown, fingerprint, started_at, finished_at, last_seen_at, \
+             last_duration_ms) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(cluster_id)
     .bind(report.trigger.as_str())
@@ -537,6 +544,7 @@ async fn insert_report(
     .bind(report.started_at)
     .bind(now)
     .bind(now)
+    .bind((now - report.started_at).max(0))
     .fetch_one(&mut **tx)
     .await?;
     for (position, object) in report.objects.iter().enumerate() {

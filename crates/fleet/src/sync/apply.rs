@@ -11,6 +11,7 @@ use super::calls::{CallError, Calls, Live, LiveSet, Resolved};
 use super::manifest::{self, Manifest};
 use super::object_health::{HealthContext, judged_by_status, object_health};
 use super::order::{apply_order, is_foundation, tiers};
+use super::resolve::resolve_all;
 use super::{
     Health, InventoryEntry, ObjectAction, ObjectKey, ObjectResult, SyncError, SyncOptions,
     SyncOutcome, prune,
@@ -276,16 +277,7 @@ async fn apply_all(
         return Vec::new();
     }
     discover(calls, &manifests, fresh).await;
-    let mut planned: Vec<(Manifest, Result<Resolved, String>)> = manifests
-        .into_iter()
-        .map(|mut manifest| {
-            let kind = calls
-                .resolve(&manifest.api_version, &manifest.key.kind)
-                .map_err(|error| error.message())
-                .and_then(|kind| scope(&mut manifest, kind));
-            (manifest, kind)
-        })
-        .collect();
+    let mut planned = resolve_all(calls, manifests);
     // dropping the namespace of cluster-scoped objects may move them
     planned.sort_by(|a, b| apply_order(&a.0.key).cmp(&apply_order(&b.0.key)));
     let live = calls
@@ -310,27 +302,6 @@ async fn apply_all(
         applied.extend(done);
     }
     applied
-}
-
-/// Fits a manifest to its kind's scope: cluster-scoped objects lose a
-/// namespace they were given; namespaced ones must have one.
-fn scope(manifest: &mut Manifest, kind: Resolved) -> Result<Resolved, String> {
-    if kind.namespaced {
-        if manifest.key.namespace.is_none() {
-            return Err(format!(
-                "{} is namespaced but the manifest has no metadata.namespace",
-                manifest.key.kind
-            ));
-        }
-    } else if manifest.key.namespace.take().is_some()
-        && let Some(metadata) = manifest
-            .body
-            .get_mut("metadata")
-            .and_then(Value::as_object_mut)
-    {
-        metadata.remove("namespace");
-    }
-    Ok(kind)
 }
 
 /// Discovers the manifests' apiVersions; kinds of CRDs established by this

@@ -379,6 +379,20 @@ impl<'a> Calls<'a> {
         &self,
         wanted: impl IntoIterator<Item = (&'k Resolved, Option<&'k str>)>,
     ) -> LiveSet {
+        self.read_lists(wanted, |kind| {
+            judged_by_status(&kind.resource.group, &kind.resource.kind)
+        })
+        .await
+    }
+
+    /// Lists the live objects of the given kinds and namespaces, once per kind
+    /// and namespace (across all namespaces beyond a few): whole objects for
+    /// the kinds `whole` picks, metadata only for the rest.
+    pub(super) async fn read_lists<'k>(
+        &self,
+        wanted: impl IntoIterator<Item = (&'k Resolved, Option<&'k str>)>,
+        whole: impl Fn(&Resolved) -> bool,
+    ) -> LiveSet {
         // (apiVersion, plural) → the kind and its namespaces
         let mut kinds: BTreeMap<(&str, &str), (&Resolved, BTreeSet<&str>)> = BTreeMap::new();
         for (kind, namespace) in wanted {
@@ -389,25 +403,26 @@ impl<'a> Calls<'a> {
                 entry.1.insert(namespace);
             }
         }
-        let mut scopes: Vec<(&Resolved, Option<&str>)> = Vec::new();
+        let mut scopes: Vec<(&Resolved, Option<&str>, bool)> = Vec::new();
         for (kind, namespaces) in kinds.into_values() {
+            let whole = whole(kind);
             if kind.namespaced && !namespaces.is_empty() && namespaces.len() <= NAMESPACED_LISTS {
-                scopes.extend(namespaces.into_iter().map(|ns| (kind, Some(ns))));
+                scopes.extend(namespaces.into_iter().map(|ns| (kind, Some(ns), whole)));
             } else {
-                scopes.push((kind, None));
+                scopes.push((kind, None, whole));
             }
         }
         // futures made before the stream: see `apply_all`
         let reads: Vec<_> = scopes
             .into_iter()
-            .map(|(kind, namespace)| {
+            .map(|(kind, namespace, whole)| {
                 async move {
                     let scope = (
                         kind.resource.api_version.clone(),
                         kind.resource.plural.clone(),
                         namespace.map(str::to_owned),
                     );
-                    (scope, self.list(kind, namespace).await)
+                    (scope, self.list(kind, namespace, whole).await)
                 }
                 .boxed()
             })
@@ -419,10 +434,14 @@ impl<'a> Calls<'a> {
         LiveSet { lists }
     }
 
-    async fn list(&self, kind: &Resolved, namespace: Option<&str>) -> Result<Listed, CallError> {
+    async fn list(
+        &self,
+        kind: &Resolved,
+        namespace: Option<&str>,
+        whole: bool,
+    ) -> Result<Listed, CallError> {
         let api = self.api(kind, namespace);
         let resource = &kind.resource;
-        let whole = judged_by_status(&resource.group, &resource.kind);
         let mut params = ListParams::default().limit(LIST_PAGE);
         let mut found = Listed::new();
         let mut add = |live: Live, meta: &ObjectMeta| {
@@ -464,12 +483,36 @@ impl<'a> Calls<'a> {
         name: &str,
         body: &Value,
     ) -> Result<DynamicObject, CallError> {
-        let params = PatchParams::apply(&self.options.field_manager).force();
+        let params = self.apply_params();
         self.call(
             self.api(kind, namespace)
                 .patch(name, &params, &Patch::Apply(body)),
         )
         .await
+    }
+
+    /// What [`Calls::apply`] would make of the object, without changing
+    /// anything: the same apply with `dryRun=All`. The API server runs
+    /// defaulting, admission and the merge with other managers' fields, and
+    /// stores nothing.
+    pub(super) async fn dry_run_apply(
+        &self,
+        kind: &Resolved,
+        namespace: Option<&str>,
+        name: &str,
+        body: &Value,
+    ) -> Result<DynamicObject, CallError> {
+        let params = self.apply_params().dry_run();
+        self.call(
+            self.api(kind, namespace)
+                .patch(name, &params, &Patch::Apply(body)),
+        )
+        .await
+    }
+
+    /// How every apply is made, for real or dry.
+    fn apply_params(&self) -> PatchParams {
+        PatchParams::apply(&self.options.field_manager).force()
     }
 
     /// Reads one object; `None` when it does not exist.

@@ -5,15 +5,23 @@
 //! inventory (what the last sync applied); [`sync`] takes both as values and
 //! returns the new inventory with a result per object. [`assess_health`]
 //! re-reads an inventory's objects later, until everything is healthy;
-//! [`object_health`] is the pure rule both use.
+//! [`object_health`] is the pure rule both use. [`observe`] makes the same
+//! applies as dry-runs, next to the live objects, for drift detection: what a
+//! sync would change, without changing anything.
+//!
+//! All of them share the calls to the cluster (per-call timeouts, a stop once
+//! the cluster goes silent, discovery per apiVersion, one list per kind and
+//! namespace), the parsing and hashing of manifests and the apply order.
 
 mod apply;
 mod assess;
 mod calls;
 mod manifest;
 mod object_health;
+mod observe;
 mod order;
 mod prune;
+mod resolve;
 
 use std::fmt;
 use std::time::Duration;
@@ -23,6 +31,7 @@ use serde::{Deserialize, Serialize};
 pub use apply::sync;
 pub use assess::assess_health;
 pub use object_health::{Health, HealthContext, object_health};
+pub use observe::{ExtraObservation, Observation, Observed, PreviousObservation, observe};
 pub use pilothouse_store::ObjectAction;
 
 /// The annotation that keeps an object from being pruned: with the value
@@ -194,7 +203,8 @@ pub enum SyncError {
         /// The identity both share.
         key: ObjectKey,
     },
-    /// The cluster did not answer while its objects' health was assessed.
+    /// The cluster did not answer while its objects' health was assessed or
+    /// they were observed.
     #[error("the cluster did not answer: {message}")]
     Unreachable {
         /// What failed (connection error or time-out).
@@ -206,11 +216,16 @@ pub enum SyncError {
 /// multi-threaded runtime (the controller in `serve` does).
 #[cfg(test)]
 #[allow(dead_code)]
-fn spawnable(client: kube::Client, inventory: Vec<InventoryEntry>) {
+fn spawnable(
+    client: kube::Client,
+    inventory: Vec<InventoryEntry>,
+    previous: Vec<PreviousObservation>,
+) {
     tokio::spawn(async move {
         let options = SyncOptions::default();
         let _ = sync(&client, Vec::new(), &inventory, &options).await;
         let _ = assess_health(&client, &inventory, &options).await;
+        let _ = observe(&client, Vec::new(), &inventory, &previous, &options).await;
     });
 }
 

@@ -75,6 +75,13 @@ pub(super) fn apply_order(key: &ObjectKey) -> (usize, &str, &str, Option<&str>, 
     )
 }
 
+/// Sort key of an object in the order a whole sync applies it: foundation kinds
+/// (Namespaces, CustomResourceDefinitions) first, then the rest, each part in
+/// [`apply_order`].
+pub(super) fn sync_order(key: &ObjectKey) -> (bool, (usize, &str, &str, Option<&str>, &str)) {
+    (!is_foundation(&key.group, &key.kind), apply_order(key))
+}
+
 /// Splits objects sorted in apply order into runs of one tier each.
 pub(super) fn tiers<T>(items: Vec<T>, key: impl Fn(&T) -> &ObjectKey) -> Vec<Vec<T>> {
     let mut runs: Vec<Vec<T>> = Vec::new();
@@ -150,6 +157,34 @@ mod tests {
                 "example.com/Gadget a/g",
                 "example.com/Widget b/w",
             ],
+        );
+    }
+
+    #[test]
+    fn a_sync_applies_foundation_kinds_first() {
+        let mut keys = [
+            key("", "ConfigMap", Some("a"), "c"),
+            key("example.com", "Widget", Some("a"), "w"),
+            key(
+                "apiextensions.k8s.io",
+                "CustomResourceDefinition",
+                None,
+                "w",
+            ),
+            key("", "ServiceAccount", Some("a"), "s"),
+            key("", "Namespace", None, "a"),
+        ];
+        keys.sort_by(|a, b| sync_order(a).cmp(&sync_order(b)));
+        let names: Vec<String> = keys.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            names,
+            [
+                "Namespace a",
+                "apiextensions.k8s.io/CustomResourceDefinition w",
+                "ServiceAccount a/s",
+                "ConfigMap a/c",
+                "example.com/Widget a/w",
+            ]
         );
     }
 

@@ -82,6 +82,9 @@ pub struct ServeArgs {
     /// How often clusters in self-heal mode are compared with what was applied.
     #[arg(long, env = "PILOTHOUSE_SELF_HEAL_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     self_heal_interval: Duration,
+    /// How often each cluster is scanned for drift (plus up to 10% jitter).
+    #[arg(long, env = "PILOTHOUSE_DRIFT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    drift_interval: Duration,
     /// How often health is re-assessed while a cluster is not healthy.
     #[arg(long, env = "PILOTHOUSE_HEALTH_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     health_interval: Duration,
@@ -142,6 +145,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_backoff: args.sync_retry_max,
             self_heal_interval: args.self_heal_interval,
             health_interval: args.health_interval,
+            drift_interval: args.drift_interval,
             ..ControllerSettings::default()
         },
     );

@@ -1,17 +1,18 @@
 //! The GitOps controller `serve` runs: it follows the desired-state
 //! repository (polling with jitter, and on webhook), turns new revisions and
 //! requests into queued syncs, runs them cluster by cluster, retries failures
-//! with backoff, re-assesses health until everything is healthy, and commits
-//! cluster overlays for the API.
+//! with backoff, re-assesses health until everything is healthy, scans for
+//! drift, and commits cluster overlays for the API.
 //!
 //! It is the one place that joins `gitops` (the mirror), `render` (desired
 //! objects), `fleet` (apply, prune, health) and `store` (what happened). The
 //! API reaches it only through [`pilothouse_api::GitOpsControl`].
 
+mod drift;
 mod repo;
 mod syncer;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,6 +45,9 @@ pub struct ControllerSettings {
     /// How often a cluster that is not healthy yet is re-assessed (healthy
     /// ones every ten times this).
     pub health_interval: Duration,
+    /// How often each cluster is scanned for drift (jitter of up to 10% is
+    /// added); clusters are also scanned after each sync and on demand.
+    pub drift_interval: Duration,
     /// How often the scheduler looks at the fleet.
     pub tick: Duration,
 }
@@ -60,6 +64,7 @@ impl Default for ControllerSettings {
             max_backoff: Duration::from_secs(300),
             self_heal_interval: Duration::from_secs(30),
             health_interval: Duration::from_secs(10),
+            drift_interval: Duration::from_secs(300),
             tick: Duration::from_secs(1),
         }
     }
@@ -79,8 +84,12 @@ pub struct Controller {
     queue_changed: Notify,
     /// Clusters with a sync running now.
     running: Mutex<HashSet<String>>,
-    /// Bounds the syncs running at once.
+    /// Bounds the syncs (and drift scans) running at once.
     slots: Semaphore,
+    /// Per cluster: the last drift scan's results, reused while unchanged.
+    scan_caches: tokio::sync::Mutex<HashMap<String, drift::ScanCache>>,
+    /// Per cluster: one drift scan at a time.
+    scan_locks: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Controller {
@@ -102,6 +111,8 @@ impl Controller {
             queue_changed: Notify::new(),
             running: Mutex::new(HashSet::new()),
             slots,
+            scan_caches: tokio::sync::Mutex::new(HashMap::new()),
+            scan_locks: tokio::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -114,7 +125,8 @@ impl Controller {
         vec![
             tokio::spawn(Arc::clone(self).poll(stop.clone())),
             tokio::spawn(Arc::clone(self).schedule(stop.clone())),
-            tokio::spawn(Arc::clone(self).assess(stop)),
+            tokio::spawn(Arc::clone(self).assess(stop.clone())),
+            tokio::spawn(Arc::clone(self).scan_loop(stop)),
         ]
     }
 }
@@ -138,6 +150,17 @@ impl GitOpsControl for ControlHandle {
     ) -> BoxFuture<Result<Scaffolded, ScaffoldError>> {
         let controller = Arc::clone(&self.0);
         Box::pin(async move { controller.scaffold(&cluster, &cloud).await })
+    }
+
+    fn scan_drift(&self, cluster: String) -> BoxFuture<Result<(), String>> {
+        let controller = Arc::clone(&self.0);
+        Box::pin(async move {
+            controller
+                .scan(&cluster, pilothouse_store::ScanTrigger::Manual)
+                .await
+                .map(drop)
+                .map_err(|error| format!("{error:#}"))
+        })
     }
 }
 

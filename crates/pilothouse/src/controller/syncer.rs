@@ -12,8 +12,8 @@ use anyhow::Context as _;
 use pilothouse_fleet::{InventoryEntry, ObjectKey, SyncOptions, SyncOutcome};
 use pilothouse_render::{CloudProfiles, RenderOptions};
 use pilothouse_store::{
-    Cluster, ClusterQuery, ClusterSyncStatus, Health, InventoryRecord, ObjectAction, SyncMode,
-    SyncObjectRecord, SyncRecord, SyncResult, SyncTrigger, cluster_credentials_context,
+    Cluster, ClusterQuery, ClusterSyncStatus, Health, InventoryRecord, ObjectAction, ScanTrigger,
+    SyncMode, SyncObjectRecord, SyncRecord, SyncResult, SyncTrigger, cluster_credentials_context,
 };
 use serde_json::Value;
 use tokio::sync::watch;
@@ -132,6 +132,14 @@ impl Controller {
 
     /// Runs one queued sync to its end and records it.
     async fn run_sync(&self, record: SyncRecord) {
+        // A sync asked for right after start may come before the first
+        // fetch: fetch now rather than fail.
+        if let Ok(Some(repository)) = self.store.get_repository().await
+            && repository.head_revision.is_none()
+            && let Err(error) = self.fetch().await
+        {
+            tracing::warn!(error = %format!("{error:#}"), "fetching before a sync failed");
+        }
         let repository = match self.store.get_repository().await {
             Ok(Some(repository)) => repository,
             Ok(None) => {
@@ -192,6 +200,11 @@ impl Controller {
         );
         if let Err(error) = self.store.finish_sync(record.id, &result).await {
             tracing::error!(%error, sync = record.id, "cannot record the sync");
+            return;
+        }
+        // what the cluster looks like now, compared with Git
+        if let Err(error) = self.scan(&record.cluster, ScanTrigger::Sync).await {
+            tracing::warn!(cluster = %record.cluster, error = %format!("{error:#}"), "drift scan after the sync failed");
         }
     }
 
@@ -381,7 +394,7 @@ impl Controller {
     }
 
     /// A kube client for `cluster` from its sealed kubeconfig.
-    async fn client(&self, cluster: &Cluster) -> anyhow::Result<kube::Client> {
+    pub(super) async fn client(&self, cluster: &Cluster) -> anyhow::Result<kube::Client> {
         let sealed = self
             .store
             .cluster_credentials(&cluster.name)
@@ -399,7 +412,7 @@ impl Controller {
         Ok(pilothouse_fleet::client_for(&kubeconfig, self.settings.call_timeout).await?)
     }
 
-    fn sync_options(&self) -> SyncOptions {
+    pub(super) fn sync_options(&self) -> SyncOptions {
         SyncOptions {
             call_timeout: self.settings.call_timeout,
             ..SyncOptions::default()
@@ -447,7 +460,7 @@ impl Controller {
         now_ms() + millis(delay)
     }
 
-    async fn all_clusters(&self) -> anyhow::Result<Vec<Cluster>> {
+    pub(super) async fn all_clusters(&self) -> anyhow::Result<Vec<Cluster>> {
         let mut clusters = Vec::new();
         let mut query = ClusterQuery {
             limit: ClusterQuery::MAX_LIMIT,
@@ -484,7 +497,7 @@ impl Controller {
 /// exists, else `overlays/<cloud>/`, then the cloud's profile from
 /// `gitops/clouds.yaml` (or the built-in one). Errors name files relative to
 /// the repository.
-fn render_cluster(root: &Path, name: &str, cloud: &str) -> Result<Vec<Value>, String> {
+pub(super) fn render_cluster(root: &Path, name: &str, cloud: &str) -> Result<Vec<Value>, String> {
     let cluster_dir = root.join("gitops/clusters").join(name);
     let render_cloud: Option<pilothouse_render::Cloud> = cloud.parse().ok();
     let dir = if cluster_dir.is_dir() {
@@ -524,7 +537,7 @@ fn short(revision: &str) -> &str {
     &revision[..revision.len().min(12)]
 }
 
-fn inventory_entry(record: InventoryRecord) -> InventoryEntry {
+pub(super) fn inventory_entry(record: InventoryRecord) -> InventoryEntry {
     InventoryEntry {
         key: ObjectKey {
             group: record.api_group,
