@@ -4,11 +4,11 @@
 //! would change them, nothing on the cluster changes, unchanged objects are
 //! reused, and failures stay with their objects.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
 use pilothouse_fleet::{
     InventoryEntry, Observation, Observed, PreviousObservation, SyncError, SyncOptions, observe,
     sync,
@@ -16,54 +16,7 @@ use pilothouse_fleet::{
 use pilothouse_testenv::TestCluster;
 use serde_json::{Value, json};
 
-async fn start(name: &str) -> TestCluster {
-    TestCluster::start(name).await.unwrap_or_else(|error| {
-        panic!("cannot start a test cluster (run scripts/install-test-binaries.sh): {error}")
-    })
-}
-
-/// Default options with a call timeout that a busy test machine meets.
-fn options() -> SyncOptions {
-    SyncOptions {
-        call_timeout: Duration::from_secs(20),
-        ..SyncOptions::default()
-    }
-}
-
-/// Runs kubectl and asserts it succeeded.
-fn kubectl(cluster: &TestCluster, args: &[&str]) {
-    let output = cluster.kubectl().args(args).output().expect("kubectl runs");
-    assert!(
-        output.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A client of the same cluster that impersonates `user`.
-async fn client_as(cluster: &TestCluster, user: &str) -> Client {
-    let token_line = format!("    token: {}\n", cluster.admin_token());
-    let yaml = cluster
-        .token_kubeconfig_yaml()
-        .replace(&token_line, &format!("{token_line}    as: {user}\n"));
-    let kubeconfig = Kubeconfig::from_yaml(&yaml).unwrap();
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    Client::try_from(config).unwrap()
-}
-
-/// Whether `kubectl get` finds the object.
-fn exists(cluster: &TestCluster, args: &[&str]) -> bool {
-    cluster
-        .kubectl()
-        .arg("get")
-        .args(args)
-        .output()
-        .expect("kubectl runs")
-        .status
-        .success()
-}
+use common::*;
 
 /// `kind/name → resourceVersion` of the namespace `shop` and every object in
 /// it, read with kubectl.
@@ -122,15 +75,6 @@ fn normalised(object: &Value) -> Value {
         }
     }
     object
-}
-
-fn namespace(name: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-}
-
-fn config_map(namespace: &str, name: &str, data: Value) -> Value {
-    json!({"apiVersion": "v1", "kind": "ConfigMap",
-           "metadata": {"name": name, "namespace": namespace}, "data": data})
 }
 
 /// A realistic application, deliberately not in apply order.
@@ -566,18 +510,8 @@ async fn a_stopped_apiserver_is_unreachable_not_in_sync() {
 
 #[tokio::test]
 async fn a_cluster_that_never_answers_is_unreachable_after_one_call_timeout() {
-    // accepts connections and never says a word
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let silent = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
-    let mut config = Config::new(format!("https://{address}").parse().unwrap());
-    config.accept_invalid_certs = true;
-    let client = Client::try_from(config).unwrap();
+    // a server that accepts connections and never says a word
+    let (client, silent) = silent_client().await;
     let desired: Vec<Value> = (0..50)
         .map(|i| config_map("q", &format!("c{i}"), json!({})))
         .collect();

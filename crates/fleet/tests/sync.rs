@@ -2,13 +2,13 @@
 //! fast path, self-heal, prune, failure isolation, an apiserver that stops, and
 //! health.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::ApiResource;
-use kube::{Client, Config};
 use pilothouse_fleet::{
     Health, InventoryEntry, ObjectAction, ObjectHealth, SyncError, SyncOptions, SyncOutcome,
     assess_health, sync,
@@ -16,19 +16,7 @@ use pilothouse_fleet::{
 use pilothouse_testenv::{ClusterOptions, FakeNode, ProviderCloud, TestCluster};
 use serde_json::{Value, json};
 
-async fn start(name: &str) -> TestCluster {
-    TestCluster::start(name).await.unwrap_or_else(|error| {
-        panic!("cannot start a test cluster (run scripts/install-test-binaries.sh): {error}")
-    })
-}
-
-/// Default options with a call timeout that a busy test machine meets.
-fn options() -> SyncOptions {
-    SyncOptions {
-        call_timeout: Duration::from_secs(20),
-        ..SyncOptions::default()
-    }
-}
+use common::*;
 
 /// `key → action` of every object of an outcome.
 fn actions(outcome: &SyncOutcome) -> BTreeMap<String, ObjectAction> {
@@ -84,51 +72,6 @@ fn kubectl_json(cluster: &TestCluster, args: &[&str]) -> Value {
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).expect("kubectl prints JSON")
-}
-
-/// Runs kubectl and asserts it succeeded; returns stdout.
-fn kubectl(cluster: &TestCluster, args: &[&str]) -> String {
-    let output = cluster.kubectl().args(args).output().expect("kubectl runs");
-    assert!(
-        output.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Whether `kubectl get` finds the object.
-fn exists(cluster: &TestCluster, args: &[&str]) -> bool {
-    cluster
-        .kubectl()
-        .arg("get")
-        .args(args)
-        .output()
-        .expect("kubectl runs")
-        .status
-        .success()
-}
-
-/// A client of the same cluster that impersonates `user`.
-async fn client_as(cluster: &TestCluster, user: &str) -> Client {
-    let token_line = format!("    token: {}\n", cluster.admin_token());
-    let yaml = cluster
-        .token_kubeconfig_yaml()
-        .replace(&token_line, &format!("{token_line}    as: {user}\n"));
-    let kubeconfig = Kubeconfig::from_yaml(&yaml).unwrap();
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    Client::try_from(config).unwrap()
-}
-
-fn namespace(name: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-}
-
-fn config_map(namespace: &str, name: &str, data: Value) -> Value {
-    json!({"apiVersion": "v1", "kind": "ConfigMap",
-           "metadata": {"name": name, "namespace": namespace}, "data": data})
 }
 
 fn deployment(namespace: &str, name: &str, replicas: i64) -> Value {
@@ -681,18 +624,8 @@ async fn a_stopped_apiserver_ends_the_sync_with_failures_and_a_restart_converges
 
 #[tokio::test]
 async fn a_cluster_that_never_answers_ends_the_sync_after_one_call_timeout() {
-    // accepts connections and never says a word
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let silent = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
-    let mut config = Config::new(format!("https://{address}").parse().unwrap());
-    config.accept_invalid_certs = true;
-    let client = Client::try_from(config).unwrap();
+    // a server that accepts connections and never says a word
+    let (client, silent) = silent_client().await;
     let desired: Vec<Value> = (0..50)
         .map(|i| config_map("q", &format!("c{i}"), json!({})))
         .collect();
