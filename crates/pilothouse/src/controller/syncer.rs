@@ -80,9 +80,9 @@ impl Controller {
                 // The list was read before a sync may have finished; decide
                 // again on the cluster as it is now that none runs.
                 if !self.is_running(&cluster.name)
-                    && let Some(now) = self.store.get_cluster(&cluster.name).await?
-                    && now.sync.last_revision == cluster.sync.last_revision
-                    && now.sync.status == cluster.sync.status
+                    && let Some(current) = self.store.get_cluster(&cluster.name).await?
+                    && current.sync.last_revision == cluster.sync.last_revision
+                    && current.sync.status == cluster.sync.status
                     && !self.is_running(&cluster.name)
                 {
                     self.store.queue_sync(&cluster.name, trigger).await?;
