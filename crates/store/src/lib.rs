@@ -35,6 +35,7 @@ mod clusters;
 mod crypto;
 mod drift;
 mod error;
+mod incidents;
 mod repository;
 mod store;
 mod syncs;
@@ -52,6 +53,7 @@ pub use drift::{
     FieldDiffRecord, IgnoreRuleRecord, NewDriftReport, ScanStatus, ScanTrigger,
 };
 pub use error::StoreError;
+pub use incidents::{IncidentQuery, IncidentRecord, IncidentStatus, IncidentWrite, Severity};
 pub use repository::{
     CredentialsKind, REPOSITORY_CREDENTIALS_CONTEXT, Repository, RepositoryEvent,
     RepositoryEventKind, RepositorySettings, RevisionRecord, SecretChange, WEBHOOK_SECRET_CONTEXT,

@@ -1390,3 +1390,201 @@ async fn ignore_rules_are_global_or_per_cluster() {
     assert_eq!(ids(f.store.ignore_rules(None).await.unwrap()), [global.id]);
     f.store.close().await;
 }
+
+fn incident(
+    cluster: &str,
+    workload: &str,
+    reason: &str,
+    count: u64,
+    pods: &[&str],
+) -> IncidentWrite {
+    IncidentWrite {
+        cluster: cluster.into(),
+        namespace: Some("shop".into()),
+        workload_kind: "Deployment".into(),
+        workload_name: workload.into(),
+        container: Some("web".into()),
+        reason: reason.into(),
+        severity: Severity::Warning,
+        status: IncidentStatus::Open,
+        count,
+        reopen_count: 0,
+        first_seen_at: 1_000,
+        last_seen_at: 1_000 + i64::try_from(count).unwrap(),
+        resolved_at: None,
+        last_exit_code: Some(137),
+        message: Some("OOMKilled".into()),
+        image: Some("nginx:1.27".into()),
+        pods: pods.iter().map(|p| (*p).to_owned()).collect(),
+        nodes: BTreeSet::new(),
+        revision: Some("a1".into()),
+    }
+}
+
+#[tokio::test]
+async fn incidents_are_written_in_batches_one_row_per_group_and_queried() {
+    let f = Fixture::new().await;
+    f.insert("edge").await;
+    f.insert("core").await;
+    // A storm: three updates of one group and one of another, one batch;
+    // a write for an unknown cluster is skipped.
+    let ids = f
+        .store
+        .write_incidents(&[
+            incident("edge", "web", "OOMKilled", 1, &["web-1"]),
+            incident("edge", "web", "OOMKilled", 2, &["web-1", "web-2"]),
+            incident("edge", "web", "OOMKilled", 3, &["web-1", "web-2", "web-3"]),
+            incident("core", "web", "OOMKilled", 1, &["web-9"]),
+            incident("gone", "web", "OOMKilled", 1, &["x"]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(ids[1], ids[2]);
+    assert_ne!(ids[0], ids[3]);
+    assert_eq!(ids[4], None);
+    let edge = f
+        .store
+        .get_incident(ids[0].unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(edge.count, 3);
+    assert_eq!(edge.pods, ["web-1", "web-2", "web-3"]);
+    assert_eq!(edge.revision.as_deref(), Some("a1"));
+    assert_eq!(edge.container.as_deref(), Some("web"));
+
+    // Both clusters' incidents in one query, latest first; filters and pages.
+    let all = f
+        .store
+        .list_incidents(&IncidentQuery {
+            limit: 10,
+            ..IncidentQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|i| i.cluster.as_str()).collect::<Vec<_>>(),
+        ["edge", "core"]
+    );
+    let page = f
+        .store
+        .list_incidents(&IncidentQuery {
+            limit: 1,
+            after: Some((all[0].last_seen_at, all[0].id)),
+            ..IncidentQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page[0].cluster, "core");
+    let filtered = |query: IncidentQuery| {
+        let store = f.store.clone();
+        async move {
+            store
+                .list_incidents(&IncidentQuery { limit: 10, ..query })
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(
+        filtered(IncidentQuery {
+            cluster: Some("core".into()),
+            ..Default::default()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        filtered(IncidentQuery {
+            reason: Some("CrashLoopBackOff".into()),
+            ..Default::default()
+        })
+        .await,
+        0
+    );
+    assert_eq!(
+        filtered(IncidentQuery {
+            status: Some(IncidentStatus::Open),
+            ..Default::default()
+        })
+        .await,
+        2
+    );
+    assert_eq!(
+        filtered(IncidentQuery {
+            since: Some(1_002),
+            ..Default::default()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        filtered(IncidentQuery {
+            until: Some(1_002),
+            ..Default::default()
+        })
+        .await,
+        1
+    );
+
+    // Captured once; acknowledged; counted for metrics.
+    let id = ids[0].unwrap();
+    let events = serde_json::json!([{"reason": "BackOff"}]);
+    assert!(
+        f.store
+            .capture_incident(id, "line 1\nline 2\n", &events)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.store
+            .capture_incident(id, "later", &events)
+            .await
+            .unwrap()
+    );
+    assert!(f.store.ack_incident(id, "ada").await.unwrap());
+    assert!(!f.store.ack_incident(999, "ada").await.unwrap());
+    let edge = f.store.get_incident(id).await.unwrap().unwrap();
+    assert_eq!(edge.logs.as_deref(), Some("line 1\nline 2\n"));
+    assert_eq!(edge.events, Some(events));
+    assert_eq!(edge.acked_by.as_deref(), Some("ada"));
+    assert_eq!(
+        f.store.count_open_incidents().await.unwrap(),
+        [
+            ("core".to_owned(), "OOMKilled".to_owned(), 1),
+            ("edge".to_owned(), "OOMKilled".to_owned(), 1)
+        ]
+    );
+
+    // Resolved, then reopened: the same row; purged only once resolved and old.
+    let mut resolved = incident("edge", "web", "OOMKilled", 3, &["web-1"]);
+    resolved.status = IncidentStatus::Resolved;
+    resolved.resolved_at = Some(5_000);
+    f.store.write_incidents(&[resolved.clone()]).await.unwrap();
+    let mut reopened = incident("edge", "web", "OOMKilled", 4, &["web-4"]);
+    reopened.reopen_count = 1;
+    assert_eq!(
+        f.store.write_incidents(&[reopened]).await.unwrap()[0],
+        Some(id)
+    );
+    assert_eq!(f.store.purge_incidents(10_000).await.unwrap(), 0);
+    f.store.write_incidents(&[resolved]).await.unwrap();
+    assert_eq!(f.store.purge_incidents(4_000).await.unwrap(), 0);
+    assert_eq!(f.store.purge_incidents(10_000).await.unwrap(), 1);
+    assert_eq!(f.store.get_incident(id).await.unwrap(), None);
+
+    // Deleting a cluster deletes its incidents.
+    assert!(f.store.delete_cluster("core").await.unwrap());
+    assert!(
+        f.store
+            .list_incidents(&IncidentQuery {
+                limit: 10,
+                ..IncidentQuery::default()
+            })
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    f.store.close().await;
+}

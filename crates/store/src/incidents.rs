@@ -1,0 +1,401 @@
+//! Pod and node incidents: one row per group, written in batches (one
+//! transaction for many changes, so a storm of pod updates costs few
+//! commits), queried with filters, acknowledged, and purged after retention.
+
+use std::collections::BTreeSet;
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use crate::clusters::parse;
+use crate::store::now_ms;
+use crate::syncs::non_empty;
+use crate::text_enum::text_enum;
+use crate::{Store, StoreError};
+
+text_enum! {
+    /// Where an incident is.
+    pub enum IncidentStatus ("incident status") {
+        /// Still failing, or not healthy for long enough yet.
+        Open = "open",
+        /// Healthy again for the hold-down time.
+        Resolved = "resolved",
+        /// Its cluster is unreachable: neither open nor resolved can be told.
+        Unknown = "unknown",
+    }
+}
+
+text_enum! {
+    /// How bad an incident is.
+    pub enum Severity ("severity") {
+        /// Degraded (restarts, OOM kills, pressure).
+        Warning = "warning",
+        /// The workload cannot run, or a node is down.
+        Critical = "critical",
+    }
+}
+
+/// An incident's state to write: the whole group as the detector's book
+/// holds it after a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentWrite {
+    /// The cluster's name.
+    pub cluster: String,
+    /// Namespace; `None` for node incidents.
+    pub namespace: Option<String>,
+    /// Kind of the owning workload (`Deployment`, `Node`, …).
+    pub workload_kind: String,
+    /// Name of the owning workload.
+    pub workload_name: String,
+    /// The container, when the incident is about one.
+    pub container: Option<String>,
+    /// The reason (`CrashLoopBackOff`, `OOMKilled`, …).
+    pub reason: String,
+    /// How bad it is.
+    pub severity: Severity,
+    /// Where it is.
+    pub status: IncidentStatus,
+    /// Occurrences so far.
+    pub count: u64,
+    /// Times it came back after being resolved.
+    pub reopen_count: u32,
+    /// First occurrence (unix ms).
+    pub first_seen_at: i64,
+    /// Latest occurrence (unix ms).
+    pub last_seen_at: i64,
+    /// When it was resolved (unix ms).
+    pub resolved_at: Option<i64>,
+    /// The last non-zero exit code.
+    pub last_exit_code: Option<i32>,
+    /// The last message (from the container state or the condition).
+    pub message: Option<String>,
+    /// The container image.
+    pub image: Option<String>,
+    /// Affected pods.
+    pub pods: BTreeSet<String>,
+    /// Affected nodes.
+    pub nodes: BTreeSet<String>,
+    /// The Git revision last synced to the cluster; kept from the first write.
+    pub revision: Option<String>,
+}
+
+/// A stored incident.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IncidentRecord {
+    /// Id.
+    pub id: i64,
+    /// The cluster's name.
+    pub cluster: String,
+    /// Namespace; `None` for node incidents.
+    pub namespace: Option<String>,
+    /// Kind of the owning workload.
+    pub workload_kind: String,
+    /// Name of the owning workload.
+    pub workload_name: String,
+    /// The container, when the incident is about one.
+    pub container: Option<String>,
+    /// The reason.
+    pub reason: String,
+    /// How bad it is.
+    pub severity: Severity,
+    /// Where it is.
+    pub status: IncidentStatus,
+    /// Occurrences so far.
+    pub count: u64,
+    /// Times it came back after being resolved.
+    pub reopen_count: u32,
+    /// First occurrence (unix ms).
+    pub first_seen_at: i64,
+    /// Latest occurrence (unix ms).
+    pub last_seen_at: i64,
+    /// When it was resolved (unix ms).
+    pub resolved_at: Option<i64>,
+    /// The last non-zero exit code.
+    pub last_exit_code: Option<i32>,
+    /// The last message.
+    pub message: Option<String>,
+    /// The container image.
+    pub image: Option<String>,
+    /// The Git revision last synced to the cluster when it opened.
+    pub revision: Option<String>,
+    /// Affected pods.
+    pub pods: Vec<String>,
+    /// Affected nodes.
+    pub nodes: Vec<String>,
+    /// The container's last log lines, captured at the first occurrence
+    /// (only in [`Store::get_incident`]).
+    pub logs: Option<String>,
+    /// The pod's recent events, captured at the first occurrence (only in
+    /// [`Store::get_incident`]).
+    pub events: Option<serde_json::Value>,
+    /// When it was acknowledged (unix ms).
+    pub acked_at: Option<i64>,
+    /// Who acknowledged it.
+    pub acked_by: Option<String>,
+}
+
+/// Which incidents to list, newest occurrence first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IncidentQuery {
+    /// Only this cluster.
+    pub cluster: Option<String>,
+    /// Only this namespace.
+    pub namespace: Option<String>,
+    /// Only this workload name.
+    pub workload: Option<String>,
+    /// Only this reason.
+    pub reason: Option<String>,
+    /// Only this status.
+    pub status: Option<IncidentStatus>,
+    /// Only incidents last seen at or after this time (unix ms).
+    pub since: Option<i64>,
+    /// Only incidents last seen before this time (unix ms).
+    pub until: Option<i64>,
+    /// Keyset cursor: the `(last_seen_at, id)` of the previous page's last
+    /// incident.
+    pub after: Option<(i64, i64)>,
+    /// Page size, clamped to 1–500.
+    pub limit: u32,
+}
+
+/// Columns of an [`IncidentRecord`] without logs and events, read by
+/// [`incident_from_row`]. A macro so queries stay `&'static str`.
+macro_rules! incident_columns {
+    () => {
+        "i.id, c.name, i.namespace, i.workload_kind, i.workload_name, i.container, i.reason, \
+         i.severity, i.status, i.count, i.reopen_count, i.first_seen_at, i.last_seen_at, \
+         i.resolved_at, i.last_exit_code, i.message, i.image, i.revision, i.pods, i.nodes, \
+         i.acked_at, i.acked_by"
+    };
+}
+
+impl Store {
+    /// Writes a batch of incident states in one transaction, inserting new
+    /// groups and updating known ones (the revision of the first write is
+    /// kept). Returns each write's incident id, in order. A write for a
+    /// cluster that is not registered (any more) is skipped: its id is `None`.
+    pub async fn write_incidents(
+        &self,
+        writes: &[IncidentWrite],
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        let mut ids = Vec::with_capacity(writes.len());
+        for write in writes {
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO incidents (cluster_id, namespace, workload_kind, workload_name, \
+                     container, reason, severity, status, count, reopen_count, first_seen_at, \
+                     last_seen_at, resolved_at, last_exit_code, message, image, revision, pods, \
+                     nodes, updated_at) \
+                 SELECT id, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+                 FROM clusters WHERE name = ? \
+                 ON CONFLICT (cluster_id, namespace, workload_kind, workload_name, container, reason) \
+                 DO UPDATE SET severity = excluded.severity, status = excluded.status, \
+                     count = excluded.count, reopen_count = excluded.reopen_count, \
+                     first_seen_at = MIN(first_seen_at, excluded.first_seen_at), \
+                     last_seen_at = excluded.last_seen_at, resolved_at = excluded.resolved_at, \
+                     last_exit_code = COALESCE(excluded.last_exit_code, last_exit_code), \
+                     message = COALESCE(excluded.message, message), \
+                     image = COALESCE(excluded.image, image), \
+                     revision = COALESCE(revision, excluded.revision), \
+                     pods = excluded.pods, nodes = excluded.nodes, \
+                     updated_at = excluded.updated_at \
+                 RETURNING id",
+            )
+            .bind(write.namespace.as_deref().unwrap_or(""))
+            .bind(&write.workload_kind)
+            .bind(&write.workload_name)
+            .bind(write.container.as_deref().unwrap_or(""))
+            .bind(&write.reason)
+            .bind(write.severity.as_str())
+            .bind(write.status.as_str())
+            .bind(i64::try_from(write.count).unwrap_or(i64::MAX))
+            .bind(i64::from(write.reopen_count))
+            .bind(write.first_seen_at)
+            .bind(write.last_seen_at)
+            .bind(write.resolved_at)
+            .bind(write.last_exit_code)
+            .bind(&write.message)
+            .bind(&write.image)
+            .bind(&write.revision)
+            .bind(serde_json::to_string(&write.pods).expect("names serialise"))
+            .bind(serde_json::to_string(&write.nodes).expect("names serialise"))
+            .bind(now)
+            .bind(&write.cluster)
+            .fetch_optional(&mut *tx)
+            .await?;
+            ids.push(id);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// Stores what was captured at an incident's first occurrence: the
+    /// container's last log lines and the pod's recent events. A capture
+    /// already stored is kept (`false`).
+    pub async fn capture_incident(
+        &self,
+        id: i64,
+        logs: &str,
+        events: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE incidents SET logs = ?, events = ? WHERE id = ? AND logs IS NULL AND events IS NULL",
+        )
+        .bind(logs)
+        .bind(events.to_string())
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// One incident with its captured logs and events.
+    pub async fn get_incident(&self, id: i64) -> Result<Option<IncidentRecord>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            incident_columns!(),
+            ", i.logs, i.events FROM incidents i JOIN clusters c ON c.id = i.cluster_id WHERE i.id = ?"
+        );
+        let Some(row) = sqlx::query(sql)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut incident = incident_from_row(&row)?;
+        incident.logs = row.try_get(22)?;
+        let events: Option<String> = row.try_get(23)?;
+        incident.events = events
+            .map(|text| {
+                serde_json::from_str(&text).map_err(|e| StoreError::InvalidRow {
+                    column: "incidents.events",
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()?;
+        Ok(Some(incident))
+    }
+
+    /// A page of incidents matching `query`, latest occurrence first.
+    pub async fn list_incidents(
+        &self,
+        query: &IncidentQuery,
+    ) -> Result<Vec<IncidentRecord>, StoreError> {
+        let mut sql = QueryBuilder::<Sqlite>::new(concat!(
+            "SELECT ",
+            incident_columns!(),
+            " FROM incidents i JOIN clusters c ON c.id = i.cluster_id WHERE 1"
+        ));
+        if let Some(cluster) = &query.cluster {
+            sql.push(" AND c.name = ").push_bind(cluster);
+        }
+        if let Some(namespace) = &query.namespace {
+            sql.push(" AND i.namespace = ").push_bind(namespace);
+        }
+        if let Some(workload) = &query.workload {
+            sql.push(" AND i.workload_name = ").push_bind(workload);
+        }
+        if let Some(reason) = &query.reason {
+            sql.push(" AND i.reason = ").push_bind(reason);
+        }
+        if let Some(status) = query.status {
+            sql.push(" AND i.status = ").push_bind(status.as_str());
+        }
+        if let Some(since) = query.since {
+            sql.push(" AND i.last_seen_at >= ").push_bind(since);
+        }
+        if let Some(until) = query.until {
+            sql.push(" AND i.last_seen_at < ").push_bind(until);
+        }
+        if let Some((last_seen, id)) = query.after {
+            sql.push(" AND (i.last_seen_at < ")
+                .push_bind(last_seen)
+                .push(" OR (i.last_seen_at = ")
+                .push_bind(last_seen)
+                .push(" AND i.id < ")
+                .push_bind(id)
+                .push("))");
+        }
+        sql.push(" ORDER BY i.last_seen_at DESC, i.id DESC LIMIT ")
+            .push_bind(i64::from(query.limit.clamp(1, 500)));
+        let rows = sql.build().fetch_all(&self.reader).await?;
+        rows.iter().map(incident_from_row).collect()
+    }
+
+    /// Acknowledges an incident; `false` if there is none with this id.
+    pub async fn ack_incident(&self, id: i64, by: &str) -> Result<bool, StoreError> {
+        let result = sqlx::query("UPDATE incidents SET acked_at = ?, acked_by = ? WHERE id = ?")
+            .bind(now_ms())
+            .bind(by)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Deletes resolved incidents resolved before `cutoff` (unix ms).
+    /// Returns how many.
+    pub async fn purge_incidents(&self, cutoff: i64) -> Result<u64, StoreError> {
+        let result =
+            sqlx::query("DELETE FROM incidents WHERE status = 'resolved' AND resolved_at < ?")
+                .bind(cutoff)
+                .execute(&self.writer)
+                .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// Open incidents per cluster and reason (for metrics), by cluster.
+    pub async fn count_open_incidents(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT c.name, i.reason, COUNT(*) FROM incidents i JOIN clusters c ON c.id = i.cluster_id \
+             WHERE i.status = 'open' GROUP BY c.name, i.reason ORDER BY c.name, i.reason",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(cluster, reason, n)| (cluster, reason, u64::try_from(n).unwrap_or(0)))
+            .collect())
+    }
+}
+
+fn incident_from_row(row: &SqliteRow) -> Result<IncidentRecord, StoreError> {
+    let names = |index: usize, column: &'static str| -> Result<Vec<String>, StoreError> {
+        let text: String = row.try_get(index)?;
+        serde_json::from_str(&text).map_err(|e| StoreError::InvalidRow {
+            column,
+            reason: e.to_string(),
+        })
+    };
+    let count: i64 = row.try_get(9)?;
+    let reopen_count: i64 = row.try_get(10)?;
+    let container: String = row.try_get(5)?;
+    Ok(IncidentRecord {
+        id: row.try_get(0)?,
+        cluster: row.try_get(1)?,
+        namespace: non_empty(row.try_get(2)?),
+        workload_kind: row.try_get(3)?,
+        workload_name: row.try_get(4)?,
+        container: (!container.is_empty()).then_some(container),
+        reason: row.try_get(6)?,
+        severity: parse(row, 7, "incidents.severity")?,
+        status: parse(row, 8, "incidents.status")?,
+        count: u64::try_from(count).unwrap_or(0),
+        reopen_count: u32::try_from(reopen_count).unwrap_or(u32::MAX),
+        first_seen_at: row.try_get(11)?,
+        last_seen_at: row.try_get(12)?,
+        resolved_at: row.try_get(13)?,
+        last_exit_code: row.try_get(14)?,
+        message: row.try_get(15)?,
+        image: row.try_get(16)?,
+        revision: row.try_get(17)?,
+        pods: names(18, "incidents.pods")?,
+        nodes: names(19, "incidents.nodes")?,
+        acked_at: row.try_get(20)?,
+        acked_by: row.try_get(21)?,
+        logs: None,
+        events: None,
+    })
+}
