@@ -6,14 +6,12 @@
 //! cargo run --release -p pilothouse-fleet --example sync_bench [concurrency]
 //! ```
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pilothouse_fleet::{ObjectAction, SyncOptions, SyncOutcome, sync};
 use pilothouse_testenv::TestCluster;
-use serde_json::json;
 
-use common::{objects, seconds};
+use common::{kubectl_version, objects, seconds, write_objects};
 
 mod common;
 
@@ -61,22 +59,9 @@ async fn main() {
     println!(
         "{} objects; concurrency {concurrency}; kubectl: {}",
         desired.len(),
-        String::from_utf8_lossy(
-            &Command::new("kubectl")
-                .args(["version", "--client"])
-                .output()
-                .expect("kubectl runs")
-                .stdout
-        )
-        .lines()
-        .next()
-        .unwrap_or("?")
+        kubectl_version()
     );
-    std::fs::create_dir_all(SCRATCH).expect("scratch directory");
-    let _ = std::fs::remove_dir_all(format!("{SCRATCH}/kubectl-cache"));
-    let file = format!("{SCRATCH}/objects.json");
-    let list = json!({"apiVersion": "v1", "kind": "List", "items": desired});
-    std::fs::write(&file, serde_json::to_vec(&list).expect("JSON")).expect("writing the objects");
+    let file = write_objects(SCRATCH, &desired);
 
     // ours, into a fresh cluster
     let options = SyncOptions {

@@ -1,5 +1,7 @@
-//! What the benchmarks share: the objects they sync and how times are shown.
+//! What the benchmarks share: the objects they sync, the file kubectl reads
+//! them from, kubectl's version, and how times are shown.
 
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -49,4 +51,28 @@ pub fn objects() -> Vec<Value> {
 /// A duration in seconds, to the millisecond.
 pub fn seconds(duration: Duration) -> String {
     format!("{:.3} s", duration.as_secs_f64())
+}
+
+/// The first line of `kubectl version --client`.
+pub fn kubectl_version() -> String {
+    let output = Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .expect("kubectl runs");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .next()
+        .unwrap_or("?")
+        .to_owned()
+}
+
+/// Writes `objects` as a JSON List into `scratch/objects.json` for kubectl
+/// (creating `scratch`, emptying its kubectl cache) and returns the file.
+pub fn write_objects(scratch: &str, objects: &[Value]) -> String {
+    std::fs::create_dir_all(scratch).expect("scratch directory");
+    let _ = std::fs::remove_dir_all(format!("{scratch}/kubectl-cache"));
+    let file = format!("{scratch}/objects.json");
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
+    std::fs::write(&file, serde_json::to_vec(&list).expect("JSON")).expect("writing the objects");
+    file
 }
