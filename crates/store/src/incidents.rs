@@ -35,9 +35,9 @@ text_enum! {
     }
 }
 
-/// An incident's state to write: the whole group as the detector's book
-/// holds it after a change.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An incident group's state: what is written after each change (the whole
+/// group as the detector's book holds it) and what is read back.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IncidentWrite {
     /// The cluster's name.
     pub cluster: String,
@@ -79,49 +79,14 @@ pub struct IncidentWrite {
     pub revision: Option<String>,
 }
 
-/// A stored incident.
+/// A stored incident: its group's state and what only the store knows.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IncidentRecord {
     /// Id.
     pub id: i64,
-    /// The cluster's name.
-    pub cluster: String,
-    /// Namespace; `None` for node incidents.
-    pub namespace: Option<String>,
-    /// Kind of the owning workload.
-    pub workload_kind: String,
-    /// Name of the owning workload.
-    pub workload_name: String,
-    /// The container, when the incident is about one.
-    pub container: Option<String>,
-    /// The reason.
-    pub reason: String,
-    /// How bad it is.
-    pub severity: Severity,
-    /// Where it is.
-    pub status: IncidentStatus,
-    /// Occurrences so far.
-    pub count: u64,
-    /// Times it came back after being resolved.
-    pub reopen_count: u32,
-    /// First occurrence (unix ms).
-    pub first_seen_at: i64,
-    /// Latest occurrence (unix ms).
-    pub last_seen_at: i64,
-    /// When it was resolved (unix ms).
-    pub resolved_at: Option<i64>,
-    /// The last non-zero exit code.
-    pub last_exit_code: Option<i32>,
-    /// The last message.
-    pub message: Option<String>,
-    /// The container image.
-    pub image: Option<String>,
-    /// The Git revision last synced to the cluster when it opened.
-    pub revision: Option<String>,
-    /// Affected pods.
-    pub pods: Vec<String>,
-    /// Affected nodes.
-    pub nodes: Vec<String>,
+    /// The group's state as last written.
+    #[serde(flatten)]
+    pub incident: IncidentWrite,
     /// The container's last log lines, captured at the first occurrence
     /// (only in [`Store::get_incident`]).
     pub logs: Option<String>,
@@ -362,7 +327,7 @@ impl Store {
 }
 
 fn incident_from_row(row: &SqliteRow) -> Result<IncidentRecord, StoreError> {
-    let names = |index: usize, column: &'static str| -> Result<Vec<String>, StoreError> {
+    let names = |index: usize, column: &'static str| -> Result<BTreeSet<String>, StoreError> {
         let text: String = row.try_get(index)?;
         serde_json::from_str(&text).map_err(|e| StoreError::InvalidRow {
             column,
@@ -374,25 +339,27 @@ fn incident_from_row(row: &SqliteRow) -> Result<IncidentRecord, StoreError> {
     let container: String = row.try_get(5)?;
     Ok(IncidentRecord {
         id: row.try_get(0)?,
-        cluster: row.try_get(1)?,
-        namespace: non_empty(row.try_get(2)?),
-        workload_kind: row.try_get(3)?,
-        workload_name: row.try_get(4)?,
-        container: (!container.is_empty()).then_some(container),
-        reason: row.try_get(6)?,
-        severity: parse(row, 7, "incidents.severity")?,
-        status: parse(row, 8, "incidents.status")?,
-        count: u64::try_from(count).unwrap_or(0),
-        reopen_count: u32::try_from(reopen_count).unwrap_or(u32::MAX),
-        first_seen_at: row.try_get(11)?,
-        last_seen_at: row.try_get(12)?,
-        resolved_at: row.try_get(13)?,
-        last_exit_code: row.try_get(14)?,
-        message: row.try_get(15)?,
-        image: row.try_get(16)?,
-        revision: row.try_get(17)?,
-        pods: names(18, "incidents.pods")?,
-        nodes: names(19, "incidents.nodes")?,
+        incident: IncidentWrite {
+            cluster: row.try_get(1)?,
+            namespace: non_empty(row.try_get(2)?),
+            workload_kind: row.try_get(3)?,
+            workload_name: row.try_get(4)?,
+            container: (!container.is_empty()).then_some(container),
+            reason: row.try_get(6)?,
+            severity: parse(row, 7, "incidents.severity")?,
+            status: parse(row, 8, "incidents.status")?,
+            count: u64::try_from(count).unwrap_or(0),
+            reopen_count: u32::try_from(reopen_count).unwrap_or(u32::MAX),
+            first_seen_at: row.try_get(11)?,
+            last_seen_at: row.try_get(12)?,
+            resolved_at: row.try_get(13)?,
+            last_exit_code: row.try_get(14)?,
+            message: row.try_get(15)?,
+            image: row.try_get(16)?,
+            revision: row.try_get(17)?,
+            pods: names(18, "incidents.pods")?,
+            nodes: names(19, "incidents.nodes")?,
+        },
         acked_at: row.try_get(20)?,
         acked_by: row.try_get(21)?,
         logs: None,

@@ -1449,10 +1449,17 @@ async fn incidents_are_written_in_batches_one_row_per_group_and_queried() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(edge.count, 3);
-    assert_eq!(edge.pods, ["web-1", "web-2", "web-3"]);
-    assert_eq!(edge.revision.as_deref(), Some("a1"));
-    assert_eq!(edge.container.as_deref(), Some("web"));
+    assert_eq!(edge.incident.count, 3);
+    assert_eq!(
+        edge.incident
+            .pods
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        ["web-1", "web-2", "web-3"]
+    );
+    assert_eq!(edge.incident.revision.as_deref(), Some("a1"));
+    assert_eq!(edge.incident.container.as_deref(), Some("web"));
 
     // Both clusters' incidents in one query, latest first; filters and pages.
     let all = f
@@ -1464,19 +1471,21 @@ async fn incidents_are_written_in_batches_one_row_per_group_and_queried() {
         .await
         .unwrap();
     assert_eq!(
-        all.iter().map(|i| i.cluster.as_str()).collect::<Vec<_>>(),
+        all.iter()
+            .map(|i| i.incident.cluster.as_str())
+            .collect::<Vec<_>>(),
         ["edge", "core"]
     );
     let page = f
         .store
         .list_incidents(&IncidentQuery {
             limit: 1,
-            after: Some((all[0].last_seen_at, all[0].id)),
+            after: Some((all[0].incident.last_seen_at, all[0].id)),
             ..IncidentQuery::default()
         })
         .await
         .unwrap();
-    assert_eq!(page[0].cluster, "core");
+    assert_eq!(page[0].incident.cluster, "core");
     let filtered = |query: IncidentQuery| {
         let store = f.store.clone();
         async move {
