@@ -47,19 +47,14 @@ fn parse(body: Value) -> Result<Manifest, String> {
         return Err("not a JSON object".into());
     }
     let api_version = text("/apiVersion").ok_or("no apiVersion")?.to_owned();
-    let kind = text("/kind").ok_or("no kind")?.to_owned();
-    let name = text("/metadata/name")
-        .ok_or_else(|| format!("{kind} without metadata.name"))?
-        .to_owned();
+    let kind = text("/kind").ok_or("no kind")?;
+    if text("/metadata/name").is_none() {
+        return Err(format!("{kind} without metadata.name"));
+    }
     if kind.ends_with("List") && body.get("items").is_some() {
         return Err(format!("{kind} is a list: give its items instead"));
     }
-    let key = ObjectKey {
-        group: group_of(&api_version).to_owned(),
-        kind,
-        namespace: text("/metadata/namespace").map(str::to_owned),
-        name,
-    };
+    let key = ObjectKey::of(&body).ok_or("no apiVersion, kind or name")?;
     Ok(Manifest {
         key,
         api_version,

@@ -53,6 +53,27 @@ pub struct ObjectKey {
     pub name: String,
 }
 
+impl ObjectKey {
+    /// The identity of a manifest or live object: its API group (from
+    /// `apiVersion`), kind, namespace and name; `None` when one of
+    /// apiVersion, kind and name is missing or empty. An empty namespace is
+    /// no namespace.
+    pub fn of(object: &serde_json::Value) -> Option<ObjectKey> {
+        let text = |pointer: &str| {
+            object
+                .pointer(pointer)
+                .and_then(serde_json::Value::as_str)
+                .filter(|s| !s.is_empty())
+        };
+        Some(ObjectKey {
+            group: manifest::group_of(text("/apiVersion")?).to_owned(),
+            kind: text("/kind")?.to_owned(),
+            namespace: text("/metadata/namespace").map(str::to_owned),
+            name: text("/metadata/name")?.to_owned(),
+        })
+    }
+}
+
 impl fmt::Display for ObjectKey {
     /// `apps/Deployment shop/web`, `Namespace shop`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -190,7 +190,7 @@ impl Controller {
             .into_iter()
             .map(inventory_entry)
             .collect();
-        let desired_keys: HashSet<ObjectKey> = desired.iter().filter_map(key_of).collect();
+        let desired_keys: HashSet<ObjectKey> = desired.iter().filter_map(ObjectKey::of).collect();
         let extra: Vec<InventoryEntry> = inventory
             .into_iter()
             .filter(|entry| !desired_keys.contains(&entry.key))
@@ -389,18 +389,6 @@ fn ignore_rule(record: IgnoreRuleRecord) -> IgnoreRule {
             (None, None) => Ignore::Pointer(String::from("/-invalid")),
         },
     }
-}
-
-/// The version-independent identity of a rendered object.
-fn key_of(object: &serde_json::Value) -> Option<ObjectKey> {
-    let api_version = object["apiVersion"].as_str()?;
-    let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);
-    Some(ObjectKey {
-        group: group.to_owned(),
-        kind: object["kind"].as_str()?.to_owned(),
-        namespace: object["metadata"]["namespace"].as_str().map(str::to_owned),
-        name: object["metadata"]["name"].as_str()?.to_owned(),
-    })
 }
 
 fn object_ref(key: &ObjectKey, api_version: &str) -> ObjectRef {
