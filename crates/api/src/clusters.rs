@@ -269,6 +269,7 @@ pub async fn register(
         })
         .await?;
     tracing::info!(cluster = %cluster.name, cloud = %cluster.cloud, "cluster registered");
+    state.incidents.clusters_changed();
     if sync_mode != SyncMode::Manual {
         // its first sync: the worker picks it up at once
         state.gitops.sync_queued();
@@ -367,6 +368,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     if state.store.delete_cluster(&name).await? {
         tracing::info!(cluster = %name, "cluster removed");
+        state.incidents.clusters_changed();
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(not_found(&name))
@@ -409,7 +411,7 @@ pub(crate) fn not_found(name: &str) -> ApiError {
 }
 
 /// A DNS-1123 label: 1–63 lowercase alphanumerics or `-`, starting and ending alphanumeric.
-fn check_name(name: &str) -> Result<(), ApiError> {
+pub(crate) fn check_name(name: &str) -> Result<(), ApiError> {
     let valid = !name.is_empty()
         && name.len() <= 63
         && name

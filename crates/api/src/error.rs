@@ -119,6 +119,11 @@ impl From<pilothouse_store::StoreError> for ApiError {
         match error {
             pilothouse_store::StoreError::Conflict { .. } => Self::Conflict(error.to_string()),
             pilothouse_store::StoreError::NotFound { .. } => Self::NotFound(error.to_string()),
+            pilothouse_store::StoreError::InUse { .. } => Self::Conflict(error.to_string()),
+            pilothouse_store::StoreError::InvalidInput { .. } => Self::Unprocessable {
+                detail: error.to_string(),
+                field: None,
+            },
             other => Self::internal(other),
         }
     }

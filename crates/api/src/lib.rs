@@ -10,7 +10,9 @@ mod clusters;
 mod drift;
 mod error;
 mod gitops;
+mod incidents;
 mod metrics;
+mod notifications;
 mod syncs;
 mod tokens;
 
@@ -39,6 +41,7 @@ use utoipa_axum::routes;
 pub use clusters::{ClusterView, RegisterCluster};
 pub use error::{ApiError, ApiJson, Problem};
 pub use gitops::{BoxFuture, GitCredentials, GitOpsControl, ScaffoldError, Scaffolded};
+pub use incidents::IncidentControl;
 pub use metrics::HttpMetrics;
 
 /// What every handler can reach.
@@ -56,6 +59,8 @@ pub struct AppState {
     pub metrics: Arc<HttpMetrics>,
     /// The GitOps controller: fetch now, sync now, scaffold.
     pub gitops: Arc<dyn GitOpsControl>,
+    /// The incident monitor: reload notification settings.
+    pub incidents: Arc<dyn IncidentControl>,
 }
 
 /// Limits applied to every request.
@@ -125,6 +130,36 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(drift::summary))
         .routes(routes!(drift::list_rules, drift::add_rule))
         .routes(routes!(drift::delete_rule))
+        .routes(routes!(incidents::list))
+        .routes(routes!(incidents::get))
+        .routes(routes!(incidents::ack))
+        .routes(routes!(
+            notifications::list_receivers,
+            notifications::create_receiver
+        ))
+        .routes(routes!(
+            notifications::get_receiver,
+            notifications::replace_receiver,
+            notifications::delete_receiver
+        ))
+        .routes(routes!(notifications::list_deliveries))
+        .routes(routes!(
+            notifications::list_routes,
+            notifications::create_route
+        ))
+        .routes(routes!(
+            notifications::get_route,
+            notifications::replace_route,
+            notifications::delete_route
+        ))
+        .routes(routes!(
+            notifications::list_silences,
+            notifications::create_silence
+        ))
+        .routes(routes!(
+            notifications::get_silence,
+            notifications::expire_silence
+        ))
         .routes(routes!(tokens::create, tokens::list))
         .routes(routes!(tokens::revoke))
 }

@@ -157,6 +157,16 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
             );
         }
     }
+    out.push_str("# HELP pilothouse_incidents_open Open incidents by cluster and reason.\n");
+    out.push_str("# TYPE pilothouse_incidents_open gauge\n");
+    for (cluster, reason, count) in state.store.count_open_incidents().await? {
+        let _ = writeln!(
+            out,
+            "pilothouse_incidents_open{{cluster=\"{}\",reason=\"{}\"}} {count}",
+            escape_label(&cluster),
+            escape_label(&reason)
+        );
+    }
     Ok((
         [(
             header::CONTENT_TYPE,

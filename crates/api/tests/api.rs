@@ -9,7 +9,8 @@ use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
 use pilothouse_api::{
-    AppState, BoxFuture, GitOpsControl, HttpMetrics, Limits, ScaffoldError, Scaffolded,
+    AppState, BoxFuture, GitOpsControl, HttpMetrics, IncidentControl, Limits, ScaffoldError,
+    Scaffolded,
 };
 use pilothouse_fleet::{CheckSettings, KubeconfigPolicy};
 use pilothouse_store::{MasterKey, Scope, Store};
@@ -23,9 +24,18 @@ use tower::ServiceExt;
 struct Requests {
     fetches: AtomicUsize,
     syncs: AtomicUsize,
+    notifications: AtomicUsize,
 }
 
 struct Control(Arc<Requests>);
+
+impl IncidentControl for Control {
+    fn notifications_changed(&self) {
+        self.0.notifications.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn clusters_changed(&self) {}
+}
 
 impl GitOpsControl for Control {
     fn fetch_now(&self) {
@@ -77,6 +87,7 @@ async fn api() -> Api {
         }),
         metrics: Arc::new(HttpMetrics::default()),
         gitops: Arc::new(Control(Arc::clone(&requests))),
+        incidents: Arc::new(Control(Arc::clone(&requests))),
     };
     let router = pilothouse_api::router(state, &Limits::default());
     Api {
@@ -592,6 +603,16 @@ async fn openapi_lists_every_route_and_metrics_count_requests() {
         ("/api/v1/drift/ignore-rules/{id}", vec!["delete"]),
         ("/api/v1/tokens", vec!["get", "post"]),
         ("/api/v1/tokens/{id}", vec!["delete"]),
+        ("/api/v1/incidents", vec!["get"]),
+        ("/api/v1/incidents/{id}", vec!["get"]),
+        ("/api/v1/incidents/{id}/ack", vec!["post"]),
+        ("/api/v1/receivers", vec!["get", "post"]),
+        ("/api/v1/receivers/{name}", vec!["delete", "get", "put"]),
+        ("/api/v1/receivers/{name}/deliveries", vec!["get"]),
+        ("/api/v1/routes", vec!["get", "post"]),
+        ("/api/v1/routes/{id}", vec!["delete", "get", "put"]),
+        ("/api/v1/silences", vec!["get", "post"]),
+        ("/api/v1/silences/{id}", vec!["delete", "get"]),
         ("/api/v1/openapi.json", vec!["get"]),
     ];
     let paths = doc["paths"].as_object().unwrap();

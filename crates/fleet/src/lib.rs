@@ -21,7 +21,11 @@
 //!   next to the live object; for inventory objects no longer desired, whether
 //!   they are still there; unchanged objects reused from the previous
 //!   observation. It changes nothing on the cluster and compares nothing: the
-//!   `drift` crate does, purely.
+//!   `drift` crate does, purely;
+//! - [`watch`]: resumable watches of Pods, Nodes and Warning Events (list,
+//!   watch from the last resourceVersion, relist only on 410 Gone, backoff,
+//!   reachability), and [`container_logs`] / [`pod_events`] for what an
+//!   incident captures.
 //!
 //! It must not: write SQL or keep state (the `store` crate holds credentials,
 //! encrypted), serve HTTP (only `api` does), or let a secret (token, key,
@@ -33,6 +37,7 @@ mod health;
 mod kubeconfig;
 mod probe;
 mod sync;
+mod watch;
 mod yaml;
 
 pub use cloud::detect_cloud;
@@ -41,9 +46,13 @@ pub use kubeconfig::{
     ALLOWED_EXEC_ENV, DEFAULT_EXEC_COMMANDS, KubeconfigError, KubeconfigPolicy,
     MAX_KUBECONFIG_BYTES, ValidatedKubeconfig, validate_kubeconfig,
 };
-pub use probe::{Probe, ProbeError, client_for, probe};
+pub use probe::{Probe, ProbeError, client_for, probe, watch_client_for};
 pub use sync::{
     ExtraObservation, Health, HealthContext, InventoryEntry, ObjectAction, ObjectHealth, ObjectKey,
     ObjectResult, Observation, Observed, PRUNE_ANNOTATION, PreviousObservation, SyncError,
     SyncOptions, SyncOutcome, assess_health, object_health, observe, sync,
+};
+pub use watch::{
+    LogRequest, UNREACHABLE_AFTER, WatchEvent, WatchOptions, WatchedKind, container_logs,
+    event_summary, name_of, pod_events, watch,
 };

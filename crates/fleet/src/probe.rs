@@ -87,6 +87,25 @@ pub async fn client_for(
     kubeconfig: &ValidatedKubeconfig,
     timeout: Duration,
 ) -> Result<Client, ProbeError> {
+    build_client(kubeconfig, timeout, timeout).await
+}
+
+/// A client for long-running watches: connects within `timeout` but waits
+/// up to `read_timeout` between two reads (longer than a watch request stays
+/// open without events).
+pub async fn watch_client_for(
+    kubeconfig: &ValidatedKubeconfig,
+    timeout: Duration,
+    read_timeout: Duration,
+) -> Result<Client, ProbeError> {
+    build_client(kubeconfig, timeout, read_timeout).await
+}
+
+async fn build_client(
+    kubeconfig: &ValidatedKubeconfig,
+    timeout: Duration,
+    read_timeout: Duration,
+) -> Result<Client, ProbeError> {
     let policy = KubeconfigPolicy {
         allowed_exec_commands: kubeconfig.exec_command.iter().cloned().collect(),
     };
@@ -112,7 +131,7 @@ pub async fn client_for(
             message: shorten(&error.to_string()),
         })?;
     config.connect_timeout = Some(timeout);
-    config.read_timeout = Some(timeout);
+    config.read_timeout = Some(read_timeout);
     config.write_timeout = Some(timeout);
 
     // Building the client runs the exec plugin, if any, synchronously.

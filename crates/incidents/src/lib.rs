@@ -13,13 +13,22 @@
 //! - an [`IncidentBook`] groups findings by [`IncidentKey`] (namespace,
 //!   workload, container, [`Reason`]) into [`Incident`]s, resolves them after
 //!   a hold-down of health, reopens them on relapse, marks them unknown
-//!   while the cluster is unreachable, and reports every [`Change`].
+//!   while the cluster is unreachable, and reports every [`Change`];
+//! - a [`Dispatcher`] decides who is notified of incidents and when, after
+//!   Alertmanager's model: it takes incidents as [`Alert`]s (with
+//!   [`AlertLabels`] that [`Matcher`]s select), routes them by
+//!   [`RouteSpec`]s into groups, mutes those a [`SilenceSpec`] matches,
+//!   and at each [`Dispatcher::due`] returns a [`Flush`]: the
+//!   [`Notification`]s to send and the [`GroupState`]s to persist, from
+//!   which it can be restored without sending anything twice.
 //!
 //! The crate is pure: values in, values out. It must not do I/O, talk to a
 //! cluster, read a clock or the environment, or log; the caller passes the
 //! time (`now_ms`, milliseconds since the Unix epoch), watches the cluster,
-//! persists the changes and sends notifications. Keys carry no cluster: the
-//! caller keeps one detector and one book per cluster.
+//! persists the changes and flushes, and sends the notifications. Incident
+//! keys carry no cluster: the caller keeps one detector and one book per
+//! cluster, and one dispatcher for the fleet (alert labels name the
+//! cluster).
 //!
 //! ```no_run
 //! use pilothouse_incidents::{ChangeKind, DetectConfig, Detector, IncidentBook};
@@ -43,6 +52,7 @@ mod book;
 mod config;
 mod detect;
 mod error;
+mod notify;
 mod reason;
 mod time;
 mod workload;
@@ -55,6 +65,11 @@ pub use crate::book::{
 pub use crate::config::{DEFAULT_PENDING_THRESHOLD_MS, DetectConfig, NamePattern};
 pub use crate::detect::{Detector, Finding, Healthy, Observation};
 pub use crate::error::IncidentsError;
+pub use crate::notify::{
+    Alert, AlertLabels, DEFAULT_GROUP_INTERVAL_MS, DEFAULT_GROUP_WAIT_MS,
+    DEFAULT_REPEAT_INTERVAL_MS, Dispatcher, Flush, GroupAlert, GroupState, Label, MatchOp, Matcher,
+    Notification, RouteSpec, SilenceSpec, parse_matchers,
+};
 pub use crate::reason::{Reason, Severity};
 pub use crate::workload::{Workload, workload_of};
 

@@ -8,6 +8,7 @@ mod client;
 mod cluster;
 mod drift;
 mod duration;
+mod incidents;
 mod render;
 mod serve;
 mod sync;
@@ -27,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the Pilothouse service (REST API, sync, drift and pod watchers).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Render a directory's desired state (a kustomization) to YAML on stdout.
     Render(render::RenderArgs),
     /// Register and inspect clusters (talks to a running service).
@@ -38,18 +39,21 @@ enum Command {
     Sync(sync::SyncArgs),
     /// Show how clusters differ from Git (exit 0 in sync, 1 drift, 2 error).
     Drift(drift::DriftArgs),
+    /// List, show and acknowledge pod and node incidents across the fleet.
+    Incidents(incidents::IncidentsArgs),
 }
 
 impl Cli {
     /// Runs the chosen command and turns its outcome into the process exit code.
     pub fn run(self) -> ExitCode {
         let outcome = match self.command {
-            Command::Serve(args) => serve::run(args),
+            Command::Serve(args) => serve::run(*args),
             Command::Render(args) => render::run(args),
             Command::Cluster(args) => cluster::run(args),
             Command::Token(args) => token::run(args),
             Command::Sync(args) => sync::run(args),
             Command::Drift(args) => drift::run(args),
+            Command::Incidents(args) => incidents::run(args),
         };
         match outcome {
             Ok(code) => code,

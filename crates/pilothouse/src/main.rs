@@ -4,6 +4,7 @@ use clap::Parser;
 
 mod cli;
 mod controller;
+mod monitor;
 
 fn main() -> std::process::ExitCode {
     cli::Cli::parse().run()

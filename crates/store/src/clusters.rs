@@ -327,6 +327,23 @@ impl Store {
         row.as_ref().map(cluster_from_row).transpose()
     }
 
+    /// Every registered cluster, in name order (read page by page).
+    pub async fn all_clusters(&self) -> Result<Vec<Cluster>, StoreError> {
+        let mut clusters = Vec::new();
+        let mut query = ClusterQuery {
+            limit: ClusterQuery::MAX_LIMIT,
+            ..ClusterQuery::default()
+        };
+        loop {
+            let page = self.list_clusters(&query).await?;
+            clusters.extend(page.items);
+            match page.next {
+                Some(next) => query.after = Some(next),
+                None => return Ok(clusters),
+            }
+        }
+    }
+
     /// One page of the clusters matching `query`, in name order.
     pub async fn list_clusters(&self, query: &ClusterQuery) -> Result<ClusterPage, StoreError> {
         let limit = query.limit.clamp(1, ClusterQuery::MAX_LIMIT);

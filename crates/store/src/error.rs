@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 /// Everything that can go wrong in the store and with the master key.
 ///
-/// The API maps [`StoreError::Conflict`] to 409 and [`StoreError::NotFound`]
-/// to 404; every other variant is a server-side failure. No variant ever
+/// The API maps [`StoreError::Conflict`] and [`StoreError::InUse`] to 409,
+/// [`StoreError::NotFound`] to 404 and [`StoreError::InvalidInput`] to 422;
+/// every other variant is a server-side failure. No variant ever
 /// carries key material, plaintext or ciphertext.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -51,6 +52,26 @@ pub enum StoreError {
     NotFound {
         /// What is missing, e.g. "cluster `prod-eu`".
         what: String,
+    },
+
+    /// A row cannot be deleted while other rows still refer to it (e.g. a
+    /// receiver that routes send to).
+    #[error("{what} is still used by {by}")]
+    InUse {
+        /// What was to be deleted, e.g. "receiver `on-call`".
+        what: String,
+        /// What still refers to it, e.g. "routes 3, 7".
+        by: String,
+    },
+
+    /// A value given to the store breaks a rule of the schema (e.g. a silence
+    /// that ends before it starts); nothing was written.
+    #[error("invalid {what}: {reason}")]
+    InvalidInput {
+        /// What was refused, e.g. "route".
+        what: &'static str,
+        /// Which rule it breaks.
+        reason: &'static str,
     },
 
     /// A query failed.

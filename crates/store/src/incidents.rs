@@ -97,6 +97,9 @@ pub struct IncidentRecord {
     pub acked_at: Option<i64>,
     /// Who acknowledged it.
     pub acked_by: Option<String>,
+    /// The silence it is muted by, if any
+    /// ([`Store::set_incident_silences`]).
+    pub silenced_by: Option<i64>,
 }
 
 /// Which incidents to list, newest occurrence first.
@@ -130,7 +133,7 @@ macro_rules! incident_columns {
         "i.id, c.name, i.namespace, i.workload_kind, i.workload_name, i.container, i.reason, \
          i.severity, i.status, i.count, i.reopen_count, i.first_seen_at, i.last_seen_at, \
          i.resolved_at, i.last_exit_code, i.message, i.image, i.revision, i.pods, i.nodes, \
-         i.acked_at, i.acked_by"
+         i.acked_at, i.acked_by, i.silenced_by"
     };
 }
 
@@ -230,8 +233,8 @@ impl Store {
             return Ok(None);
         };
         let mut incident = incident_from_row(&row)?;
-        incident.logs = row.try_get(22)?;
-        let events: Option<String> = row.try_get(23)?;
+        incident.logs = row.try_get(23)?;
+        let events: Option<String> = row.try_get(24)?;
         incident.events = events
             .map(|text| {
                 serde_json::from_str(&text).map_err(|e| StoreError::InvalidRow {
@@ -311,6 +314,94 @@ impl Store {
         Ok(result.rows_affected())
     }
 
+    /// Marks which silence mutes each incident (`None`: none), in one
+    /// transaction. Incidents that do not exist (any more) are skipped;
+    /// returns how many were found. A silence that does not exist is
+    /// [`StoreError::NotFound`] and nothing is changed.
+    pub async fn set_incident_silences(
+        &self,
+        silences: &[(i64, Option<i64>)],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let mut found = 0;
+        for &(incident, silence) in silences {
+            let result = sqlx::query("UPDATE incidents SET silenced_by = ? WHERE id = ?")
+                .bind(silence)
+                .bind(incident)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match (&e, silence) {
+                    (sqlx::Error::Database(db), Some(silence)) if db.is_foreign_key_violation() => {
+                        StoreError::NotFound {
+                            what: format!("silence {silence}"),
+                        }
+                    }
+                    _ => StoreError::Database(e),
+                })?;
+            found += result.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    /// The incidents with these ids (without logs and events), in id order;
+    /// ids that do not exist are skipped.
+    pub async fn incidents_by_ids(&self, ids: &[i64]) -> Result<Vec<IncidentRecord>, StoreError> {
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut incidents = Vec::with_capacity(ids.len());
+        // Well below SQLite's limit on bound parameters.
+        for chunk in ids.chunks(500) {
+            let mut sql = QueryBuilder::<Sqlite>::new(concat!(
+                "SELECT ",
+                incident_columns!(),
+                " FROM incidents i JOIN clusters c ON c.id = i.cluster_id WHERE i.id IN ("
+            ));
+            let mut list = sql.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            sql.push(") ORDER BY i.id");
+            let rows = sql.build().fetch_all(&self.reader).await?;
+            for row in &rows {
+                incidents.push(incident_from_row(row)?);
+            }
+        }
+        Ok(incidents)
+    }
+
+    /// A page of the incidents in any of `statuses` (without logs and
+    /// events), in id order: those with an id above `after`, at most
+    /// `limit`. To read them all (e.g. every open and unknown incident at
+    /// startup), continue after the last id until a page comes back
+    /// shorter than `limit`.
+    pub async fn list_incidents_with_status(
+        &self,
+        statuses: &[IncidentStatus],
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<IncidentRecord>, StoreError> {
+        if statuses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = QueryBuilder::<Sqlite>::new(concat!(
+            "SELECT ",
+            incident_columns!(),
+            " FROM incidents i JOIN clusters c ON c.id = i.cluster_id WHERE i.status IN ("
+        ));
+        let mut list = sql.separated(", ");
+        for status in statuses {
+            list.push_bind(status.as_str());
+        }
+        sql.push(") AND i.id > ")
+            .push_bind(after.unwrap_or(i64::MIN))
+            .push(" ORDER BY i.id LIMIT ")
+            .push_bind(i64::from(limit.max(1)));
+        let rows = sql.build().fetch_all(&self.reader).await?;
+        rows.iter().map(incident_from_row).collect()
+    }
+
     /// Open incidents per cluster and reason (for metrics), by cluster.
     pub async fn count_open_incidents(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
@@ -362,6 +453,7 @@ fn incident_from_row(row: &SqliteRow) -> Result<IncidentRecord, StoreError> {
         },
         acked_at: row.try_get(20)?,
         acked_by: row.try_get(21)?,
+        silenced_by: row.try_get(22)?,
         logs: None,
         events: None,
     })

@@ -1,14 +1,15 @@
 //! Pilothouse's persistent state in SQLite: registered clusters with their
 //! encrypted credentials, API tokens, and (as the product grows) revisions,
-//! syncs, drift reports and incidents.
+//! syncs, drift reports, incidents and their notifications.
 //!
 //! Only this crate writes SQL. It never talks to a cluster or to the network.
 //!
 //! Secrets at rest are sealed with a [`MasterKey`] that lives in a file or
 //! the environment, never in the database; the store only ever holds
 //! [`SealedSecret`]s and returns them only through
-//! [`Store::cluster_credentials`]. API token secrets are stored as SHA-256
-//! hashes. Neither secrets nor keys appear in `Debug` output or errors.
+//! [`Store::cluster_credentials`] (and opened, for the delivery worker,
+//! through [`Store::receiver_config`]). API token secrets are stored as
+//! SHA-256 hashes. Neither secrets nor keys appear in `Debug` output or errors.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), pilothouse_store::StoreError> {
@@ -36,6 +37,7 @@ mod crypto;
 mod drift;
 mod error;
 mod incidents;
+mod notifications;
 mod repository;
 mod store;
 mod syncs;
@@ -54,6 +56,10 @@ pub use drift::{
 };
 pub use error::StoreError;
 pub use incidents::{IncidentQuery, IncidentRecord, IncidentStatus, IncidentWrite, Severity};
+pub use notifications::{
+    NotificationGroup, OutboxRecord, OutboxWrite, ReceiverKind, ReceiverRecord, ReceiverWrite,
+    RouteRecord, RouteWrite, SilenceRecord, SilenceWrite, receiver_config_context,
+};
 pub use repository::{
     CredentialsKind, REPOSITORY_CREDENTIALS_CONTEXT, Repository, RepositoryEvent,
     RepositoryEventKind, RepositorySettings, RevisionRecord, SecretChange, WEBHOOK_SECRET_CONTEXT,

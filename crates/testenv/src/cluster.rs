@@ -13,6 +13,7 @@ use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tempfile::TempDir;
 
+use crate::container_logs::ContainerLogServer;
 use crate::kubelet::FakeKubelet;
 use crate::pki::Pki;
 use crate::{Binaries, TestEnvError};
@@ -73,6 +74,7 @@ pub struct TestCluster {
     kubeconfig: String,
     token_kubeconfig: String,
     kubelet: Option<FakeKubelet>,
+    container_logs: ContainerLogServer,
     started_in: Duration,
 }
 
@@ -82,6 +84,7 @@ impl std::fmt::Debug for TestCluster {
             .field("name", &self.name)
             .field("mode", &self.mode)
             .field("server_url", &self.server_url)
+            .field("kubelet_port", &self.container_logs.port())
             .finish_non_exhaustive()
     }
 }
@@ -121,6 +124,9 @@ impl TestCluster {
         write(&root.join("apiserver.key"), &pki.serving_key)?;
         write(&root.join("sa.key"), &pki.service_account_key)?;
         write(&root.join("sa.pub"), &pki.service_account_public_key)?;
+        write(&root.join("kubelet-client.crt"), &pki.kubelet_client_cert)?;
+        write(&root.join("kubelet-client.key"), &pki.kubelet_client_key)?;
+        let container_logs = ContainerLogServer::start(&pki)?;
         let admin_token = random_token()?;
         write(
             &root.join("tokens.csv"),
@@ -141,6 +147,7 @@ impl TestCluster {
             kubeconfig: String::new(),
             token_kubeconfig: String::new(),
             kubelet: None,
+            container_logs,
             started_in: Duration::ZERO,
         };
 
@@ -207,6 +214,16 @@ impl TestCluster {
             format!("--service-account-signing-key-file={}", file("sa.key")),
             "--service-cluster-ip-range=10.96.0.0/16".to_owned(),
             "--allow-privileged=true".to_owned(),
+            // `pods/log` goes to the fake kubelet's log server, which fake nodes
+            // advertise as InternalIP 127.0.0.1 and their kubelet endpoint port;
+            // TLS is verified both ways against the test CA
+            format!("--kubelet-certificate-authority={}", file("ca.crt")),
+            format!(
+                "--kubelet-client-certificate={}",
+                file("kubelet-client.crt")
+            ),
+            format!("--kubelet-client-key={}", file("kubelet-client.key")),
+            "--kubelet-preferred-address-types=InternalIP".to_owned(),
             // the loopback address cannot be published as the endpoint of the
             // `kubernetes` Service, so do not try
             "--endpoint-reconciler-type=none".to_owned(),
@@ -384,6 +401,30 @@ impl TestCluster {
     /// Path of the admin kubeconfig file, for `kubectl --kubeconfig`.
     pub fn kubeconfig_path(&self) -> PathBuf {
         self.root().join("admin.kubeconfig")
+    }
+
+    /// The port of the fake kubelet's log server on 127.0.0.1: the kubelet
+    /// endpoint every node made by [`create_node`](Self::create_node) advertises.
+    pub fn kubelet_port(&self) -> u16 {
+        self.container_logs.port()
+    }
+
+    /// Sets (replaces) the log of a container, which the apiserver then serves at
+    /// `GET /api/v1/namespaces/{namespace}/pods/{pod}/log?container={container}`
+    /// (`previous=true` when `previous`), honouring `tailLines` and `limitBytes`.
+    /// The pod must be bound to a node made by [`create_node`](Self::create_node)
+    /// (see [`create_pod_on`](Self::create_pod_on)); a container whose log was
+    /// never set answers 400 with a kubelet-like message.
+    pub fn set_container_logs(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        previous: bool,
+        text: &str,
+    ) {
+        self.container_logs
+            .set(namespace, pod, container, previous, text);
     }
 
     /// How long the start took, from the call to a ready `/readyz`.

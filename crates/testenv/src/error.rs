@@ -54,6 +54,15 @@ pub enum TestEnvError {
         /// The last lines of the relevant log, if any.
         log_tail: String,
     },
+    /// Setting up TLS for the fake kubelet's log server failed.
+    #[error("setting up TLS for the fake kubelet's log server: {context}")]
+    Tls {
+        /// What the harness was doing.
+        context: &'static str,
+        /// The TLS library's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Loading the generated kubeconfig into a client failed.
     #[error("loading the generated kubeconfig")]
     Kubeconfig(#[source] kube::config::KubeconfigError),
@@ -72,6 +81,16 @@ impl TestEnvError {
     pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
         let context = context.into();
         move |source| Self::Io { context, source }
+    }
+
+    pub(crate) fn tls<E>(context: &'static str) -> impl FnOnce(E) -> Self
+    where
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        move |source| Self::Tls {
+            context,
+            source: source.into(),
+        }
     }
 
     pub(crate) fn kube(context: impl Into<String>) -> impl FnOnce(kube::Error) -> Self {

@@ -1,6 +1,6 @@
 //! Helpers that make a cluster look alive without kubelets: nodes with cloud
-//! provider IDs, pods whose status tests set through the status subresource, and
-//! Warning events.
+//! provider IDs whose kubelet endpoint is the fake kubelet's log server, pods
+//! whose status tests set through the status subresource, and Warning events.
 
 use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
@@ -276,7 +276,10 @@ impl TestCluster {
     }
 
     /// Creates a Node with a cloud provider ID, capacity for scheduling, and a
-    /// Ready condition as asked.
+    /// Ready condition as asked. Its status advertises `InternalIP 127.0.0.1` and
+    /// the port of the fake kubelet's log server
+    /// ([`kubelet_port`](TestCluster::kubelet_port)), so the apiserver serves the
+    /// logs of pods bound to it from [`set_container_logs`](TestCluster::set_container_logs).
     pub async fn create_node(&self, node: &FakeNode) -> Result<Node, TestEnvError> {
         let api: Api<Node> = Api::all(self.client().await?);
         let mut spec = json!({});
@@ -298,8 +301,8 @@ impl TestCluster {
         self.set_node_ready(&node.name, node.ready).await
     }
 
-    /// Sets a node's Ready condition (and its capacity, addresses and pressure
-    /// conditions, all False).
+    /// Sets a node's Ready condition (and its capacity, addresses, kubelet
+    /// endpoint and pressure conditions, all False).
     pub async fn set_node_ready(&self, name: &str, ready: bool) -> Result<Node, TestEnvError> {
         self.set_node_conditions(name, ready, &[]).await
     }
@@ -334,7 +337,8 @@ impl TestCluster {
         let status = json!({"status": {
             "conditions": conditions,
             "capacity": resources, "allocatable": resources,
-            "addresses": [{"type": "InternalIP", "address": "10.0.0.10"}, {"type": "Hostname", "address": name}],
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": name}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port()}},
             "nodeInfo": {"kubeletVersion": "v1.35.4", "containerRuntimeVersion": "fake://1.0",
                          "operatingSystem": "linux", "architecture": "amd64", "osImage": "testenv",
                          "kernelVersion": "6.0", "kubeProxyVersion": "", "machineID": "", "systemUUID": "",
@@ -371,6 +375,36 @@ impl TestCluster {
         labels: &[(&str, &str)],
         owner: Option<Value>,
     ) -> Result<Pod, TestEnvError> {
+        self.post_pod(None, namespace, name, containers, labels, owner)
+            .await
+    }
+
+    /// Creates a pod as [`create_pod`](Self::create_pod) does, already bound to
+    /// `node` (`spec.nodeName`, as the scheduler would set it). With a node made
+    /// by [`create_node`](Self::create_node) the apiserver serves the pod's logs
+    /// from [`set_container_logs`](Self::set_container_logs).
+    pub async fn create_pod_on(
+        &self,
+        node: &str,
+        namespace: &str,
+        name: &str,
+        containers: &[(&str, &str)],
+        labels: &[(&str, &str)],
+        owner: Option<Value>,
+    ) -> Result<Pod, TestEnvError> {
+        self.post_pod(Some(node), namespace, name, containers, labels, owner)
+            .await
+    }
+
+    async fn post_pod(
+        &self,
+        node: Option<&str>,
+        namespace: &str,
+        name: &str,
+        containers: &[(&str, &str)],
+        labels: &[(&str, &str)],
+        owner: Option<Value>,
+    ) -> Result<Pod, TestEnvError> {
         let api: Api<Pod> = Api::namespaced(self.client().await?, namespace);
         let mut metadata = json!({
             "name": name,
@@ -379,10 +413,13 @@ impl TestCluster {
         if let Some(owner) = owner {
             metadata["ownerReferences"] = json!([owner]);
         }
+        let mut spec = json!({"containers": containers.iter()
+            .map(|(name, image)| json!({"name": name, "image": image})).collect::<Vec<_>>()});
+        if let Some(node) = node {
+            spec["nodeName"] = json!(node);
+        }
         let body: Pod = serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Pod", "metadata": metadata,
-            "spec": {"containers": containers.iter()
-                .map(|(name, image)| json!({"name": name, "image": image})).collect::<Vec<_>>()},
+            "apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec,
         }))
         .map_err(|e| TestEnvError::io("building a pod")(std::io::Error::other(e)))?;
         api.create(&PostParams::default(), &body)

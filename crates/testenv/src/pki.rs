@@ -16,6 +16,16 @@ pub(crate) struct Pki {
     pub admin_key: String,
     pub service_account_key: String,
     pub service_account_public_key: String,
+    /// The CA certificate, DER, for the fake kubelet's client-certificate check.
+    pub ca_cert_der: Vec<u8>,
+    /// The fake kubelet's serving certificate (IP 127.0.0.1), DER.
+    pub kubelet_serving_cert_der: Vec<u8>,
+    /// Its PKCS#8 key, DER.
+    pub kubelet_serving_key_der: Vec<u8>,
+    /// The client certificate the apiserver presents to kubelets, PEM.
+    pub kubelet_client_cert: String,
+    /// Its key, PEM.
+    pub kubelet_client_key: String,
 }
 
 impl Pki {
@@ -53,6 +63,18 @@ impl Pki {
         admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let admin_cert = admin.signed_by(&admin_key, &issuer)?;
 
+        let kubelet_key = KeyPair::generate()?;
+        let mut kubelet = CertificateParams::new(vec!["127.0.0.1".to_owned()])?;
+        kubelet.distinguished_name = name("pilothouse-testenv-kubelet", None);
+        kubelet.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let kubelet_cert = kubelet.signed_by(&kubelet_key, &issuer)?;
+
+        let kubelet_client_key = KeyPair::generate()?;
+        let mut kubelet_client = CertificateParams::new(Vec::<String>::new())?;
+        kubelet_client.distinguished_name = name("kube-apiserver-kubelet-client", None);
+        kubelet_client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let kubelet_client_cert = kubelet_client.signed_by(&kubelet_client_key, &issuer)?;
+
         let service_account = KeyPair::generate()?;
         Ok(Self {
             ca_cert: ca_cert.pem(),
@@ -62,6 +84,11 @@ impl Pki {
             admin_key: admin_key.serialize_pem(),
             service_account_key: service_account.serialize_pem(),
             service_account_public_key: service_account.public_key_pem(),
+            ca_cert_der: ca_cert.der().to_vec(),
+            kubelet_serving_cert_der: kubelet_cert.der().to_vec(),
+            kubelet_serving_key_der: kubelet_key.serialize_der(),
+            kubelet_client_cert: kubelet_client_cert.pem(),
+            kubelet_client_key: kubelet_client_key.serialize_pem(),
         })
     }
 }

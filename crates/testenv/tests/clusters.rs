@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, LogParams, Patch, PatchParams};
 use pilothouse_testenv::{
     ClusterOptions, FakeNode, PodState, ProviderCloud, TestCluster, start_fleet,
 };
@@ -181,6 +181,118 @@ async fn nodes_carry_their_cloud_and_readiness() {
     assert!(node.spec.unwrap().taints.unwrap_or_default().is_empty());
 }
 
+/// Reads a container's log through the apiserver's `pods/{pod}/log`.
+async fn read_logs(
+    cluster: &TestCluster,
+    namespace: &str,
+    pod: &str,
+    params: LogParams,
+) -> Result<String, kube::Error> {
+    Api::<Pod>::namespaced(cluster.client().await.unwrap(), namespace)
+        .logs(pod, &params)
+        .await
+}
+
+#[tokio::test]
+async fn container_logs_are_served_through_the_apiserver() {
+    let cluster = TestCluster::start("logs").await.unwrap();
+    cluster
+        .create_node(&FakeNode::ready("node-1", ProviderCloud::None))
+        .await
+        .unwrap();
+    cluster.create_namespace("apps").await.unwrap();
+    let pod = cluster
+        .create_pod_on(
+            "node-1",
+            "apps",
+            "web-1",
+            &[("web", "nginx:1.27"), ("sidecar", "busybox:1.36")],
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(pod.spec.unwrap().node_name.as_deref(), Some("node-1"));
+    let current: String = (1..=100).map(|i| format!("line {i}\n")).collect();
+    cluster.set_container_logs("apps", "web-1", "web", false, &current);
+    cluster.set_container_logs("apps", "web-1", "web", true, "panic: out of cheese\n");
+    let web = |tail_lines, previous, limit_bytes| LogParams {
+        container: Some("web".to_owned()),
+        tail_lines,
+        previous,
+        limit_bytes,
+        ..LogParams::default()
+    };
+
+    let last_50 = read_logs(&cluster, "apps", "web-1", web(Some(50), false, None))
+        .await
+        .unwrap();
+    let expected: String = (51..=100).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(last_50, expected);
+    let all = read_logs(&cluster, "apps", "web-1", web(None, false, None))
+        .await
+        .unwrap();
+    assert_eq!(all, current);
+    let capped = read_logs(&cluster, "apps", "web-1", web(Some(50), false, Some(20)))
+        .await
+        .unwrap();
+    assert_eq!(capped, "line 51\nline 52\nline");
+    let previous = read_logs(&cluster, "apps", "web-1", web(Some(50), true, None))
+        .await
+        .unwrap();
+    assert_eq!(previous, "panic: out of cheese\n");
+
+    // a container whose log was never set: the kubelet's kind of refusal
+    let sidecar = LogParams {
+        container: Some("sidecar".to_owned()),
+        ..LogParams::default()
+    };
+    let Err(kube::Error::Api(status)) = read_logs(&cluster, "apps", "web-1", sidecar).await else {
+        panic!("logs of a container never set must fail");
+    };
+    assert_eq!(status.code, 400, "{status:?}");
+    assert!(
+        status
+            .message
+            .contains("container \"sidecar\" in pod \"web-1\"")
+            && status.message.contains("set_container_logs"),
+        "{status:?}"
+    );
+    cluster.set_container_logs("apps", "web-1", "sidecar", false, "ready\n");
+    let sidecar_previous = LogParams {
+        container: Some("sidecar".to_owned()),
+        previous: true,
+        ..LogParams::default()
+    };
+    let Err(kube::Error::Api(status)) =
+        read_logs(&cluster, "apps", "web-1", sidecar_previous).await
+    else {
+        panic!("previous logs never set must fail");
+    };
+    assert!(
+        status
+            .message
+            .contains("previous terminated container \"sidecar\" in pod \"web-1\" not found"),
+        "{status:?}"
+    );
+
+    // kubectl reaches the same endpoint (the server answers on its own runtime,
+    // so this blocking call cannot starve it)
+    let output = cluster
+        .kubectl()
+        .args(["logs", "-n", "apps", "web-1", "-c", "web", "--tail=2"])
+        .output()
+        .expect(
+            "kubectl must be installed (it ships with Kubernetes; e.g. `apt-get install kubectl`)",
+        );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "line 99\nline 100\n",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[tokio::test]
 async fn server_side_apply_records_managed_fields() {
     let cluster = TestCluster::start("ssa").await.unwrap();
@@ -216,6 +328,8 @@ async fn server_side_apply_records_managed_fields() {
 async fn dropping_a_cluster_stops_its_processes_and_removes_its_files() {
     let cluster = TestCluster::start("teardown").await.unwrap();
     let kubeconfig: PathBuf = cluster.kubeconfig_path();
+    let kubelet_port = cluster.kubelet_port();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", kubelet_port)).is_ok());
     let dir = kubeconfig.parent().unwrap().to_owned();
     assert!(kubeconfig.exists());
     let pids = std::fs::read_to_string(dir.join("children.pid")).unwrap();
@@ -229,6 +343,15 @@ async fn dropping_a_cluster_stops_its_processes_and_removes_its_files() {
             !PathBuf::from(format!("/proc/{pid}")).exists(),
             "process {pid} still runs"
         );
+    }
+    // the fake kubelet's log server stops in the background
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", kubelet_port)).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log server on port {kubelet_port} still answers"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
@@ -245,7 +368,7 @@ async fn a_stopped_apiserver_comes_back_with_its_data() {
 }
 
 #[tokio::test]
-async fn live_mode_rolls_out_a_deployment() {
+async fn live_mode_rolls_out_a_deployment_and_serves_its_logs() {
     let cluster = TestCluster::start_with(ClusterOptions::live("live"))
         .await
         .unwrap();
@@ -294,8 +417,29 @@ async fn live_mode_rolls_out_a_deployment() {
         .await
         .unwrap();
     assert_eq!(pods.items.len(), 2);
-    for pod in pods.items {
-        assert_eq!(pod.spec.unwrap().node_name.as_deref(), Some("node-1"));
-        assert_eq!(pod.status.unwrap().phase.as_deref(), Some("Running"));
+    for pod in &pods.items {
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.node_name.as_deref(), Some("node-1"));
+        assert_eq!(
+            pod.status.as_ref().unwrap().phase.as_deref(),
+            Some("Running")
+        );
     }
+
+    // the scheduler bound the pods to the fake node, whose kubelet endpoint is
+    // the log server
+    let name = pods.items[0].metadata.name.clone().unwrap();
+    cluster.set_container_logs("apps", &name, "web", false, "started\nserving\n");
+    let logs = read_logs(
+        &cluster,
+        "apps",
+        &name,
+        LogParams {
+            tail_lines: Some(1),
+            ..LogParams::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(logs, "serving\n");
 }

@@ -1,8 +1,8 @@
-//! Durations on the command line: `500ms`, `30s`, `5m`, `2h`.
+//! Durations on the command line: `500ms`, `30s`, `5m`, `2h`, `30d`.
 
 use std::time::Duration;
 
-/// Parses `<number><unit>` with unit ms, s, m or h.
+/// Parses `<number><unit>` with unit ms, s, m, h or d.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -17,6 +17,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => Ok(Duration::from_secs(value)),
         "m" => Ok(Duration::from_secs(value * 60)),
         "h" => Ok(Duration::from_secs(value * 3600)),
+        "d" => Ok(Duration::from_secs(value * 86_400)),
         _ => Err(format!("`{text}` has no unit: write e.g. 30s, 5m or 500ms")),
     }
 }
@@ -36,6 +37,7 @@ mod tests {
         check("2h", Ok(Duration::from_secs(7200)));
         check("30", Err(()));
         check("s", Err(()));
-        check("1d", Err(()));
+        check("30d", Ok(Duration::from_secs(30 * 86_400)));
+        check("1w", Err(()));
     }
 }

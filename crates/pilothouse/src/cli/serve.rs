@@ -16,12 +16,14 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use pilothouse_api::{AppState, HttpMetrics, Limits};
-use pilothouse_fleet::{CheckSettings, KubeconfigPolicy};
+use pilothouse_fleet::{CheckSettings, KubeconfigPolicy, WatchOptions};
+use pilothouse_incidents::{DetectConfig, NamePattern, Reason};
 use pilothouse_store::{MasterKey, RepositorySettings, Scope, SecretChange, Store};
 use tracing_subscriber::EnvFilter;
 
 use super::duration::parse_duration;
 use crate::controller::{ControlHandle, Controller, ControllerSettings};
+use crate::monitor::{Monitor, MonitorHandle, MonitorSettings};
 
 /// Options of `pilothouse serve`.
 #[derive(Debug, Args)]
@@ -88,6 +90,38 @@ pub struct ServeArgs {
     /// How often health is re-assessed while a cluster is not healthy.
     #[arg(long, env = "PILOTHOUSE_HEALTH_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     health_interval: Duration,
+    /// How long a workload must stay healthy before its incident resolves.
+    #[arg(long, env = "PILOTHOUSE_INCIDENT_HOLD_DOWN", default_value = "2m", value_parser = parse_duration)]
+    incident_hold_down: Duration,
+    /// How long a pod may stay Pending and unschedulable before it is an
+    /// incident (so cluster autoscaler scale-ups do not alarm).
+    #[arg(long, env = "PILOTHOUSE_PENDING_THRESHOLD", default_value = "5m", value_parser = parse_duration)]
+    pending_threshold: Duration,
+    /// Resolved incidents and finished notification deliveries older than
+    /// this are purged.
+    #[arg(long, env = "PILOTHOUSE_INCIDENT_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    incident_retention: Duration,
+    /// Namespaces whose pods are not watched for errors (repeatable, or
+    /// comma-separated).
+    #[arg(long, env = "PILOTHOUSE_IGNORE_NAMESPACES", value_delimiter = ',')]
+    ignore_namespace: Vec<String>,
+    /// Pods whose name matches this regex are ignored (repeatable).
+    #[arg(long, env = "PILOTHOUSE_IGNORE_PODS", value_delimiter = ',')]
+    ignore_pod: Vec<String>,
+    /// Containers with this name are ignored (repeatable, or comma-separated).
+    #[arg(long, env = "PILOTHOUSE_IGNORE_CONTAINERS", value_delimiter = ',')]
+    ignore_container: Vec<String>,
+    /// Reasons that never make an incident, e.g. Restarted (repeatable, or
+    /// comma-separated).
+    #[arg(long, env = "PILOTHOUSE_IGNORE_REASONS", value_delimiter = ',')]
+    ignore_reason: Vec<String>,
+    /// The longest wait between two tries of a notification a receiver did
+    /// not take (tries start 5 s apart and double).
+    #[arg(long, env = "PILOTHOUSE_NOTIFY_RETRY_MAX", default_value = "10m", value_parser = parse_duration)]
+    notify_retry_max: Duration,
+    /// How long one watch request stays open before it is resumed.
+    #[arg(long, env = "PILOTHOUSE_WATCH_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    watch_timeout: Duration,
     /// Log format: text or json.
     #[arg(long, env = "PILOTHOUSE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -149,6 +183,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ..ControllerSettings::default()
         },
     );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (monitor, monitor_tasks) = Monitor::spawn(
+        store.clone(),
+        Arc::clone(&master_key),
+        Arc::clone(&kubeconfig_policy),
+        monitor_settings(&args)?,
+        stopped.clone(),
+    );
     let state = AppState {
         store: store.clone(),
         master_key,
@@ -156,8 +198,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         checks: Arc::new(checks.clone()),
         metrics: Arc::new(HttpMetrics::default()),
         gitops: Arc::new(ControlHandle(Arc::clone(&controller))),
+        incidents: Arc::new(MonitorHandle(monitor)),
     };
-    let (stop, stopped) = tokio::sync::watch::channel(false);
     let controller_tasks = controller.spawn(stopped.clone());
     let checker = tokio::spawn(pilothouse_fleet::run_checks(
         store.clone(),
@@ -200,9 +242,55 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing::warn!("a GitOps task did not stop within 5s");
         }
     }
+    for task in monitor_tasks {
+        if tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("an incident task did not stop within 5s");
+        }
+    }
     store.close().await;
     tracing::info!("pilothouse stopped");
     Ok(())
+}
+
+/// The monitor's settings from the flags; a bad regex or reason is an error
+/// that names the flag.
+fn monitor_settings(args: &ServeArgs) -> anyhow::Result<MonitorSettings> {
+    let mut detect = DetectConfig {
+        exclude_namespaces: args.ignore_namespace.iter().cloned().collect(),
+        exclude_containers: args.ignore_container.iter().cloned().collect(),
+        pending_threshold_ms: Some(millis(args.pending_threshold)),
+        ..DetectConfig::default()
+    };
+    for pattern in &args.ignore_pod {
+        detect
+            .exclude_pod_names
+            .push(NamePattern::new(pattern).with_context(|| format!("--ignore-pod `{pattern}`"))?);
+    }
+    for reason in &args.ignore_reason {
+        detect.exclude_reasons.insert(
+            reason
+                .parse::<Reason>()
+                .with_context(|| format!("--ignore-reason `{reason}`"))?,
+        );
+    }
+    Ok(MonitorSettings {
+        detect,
+        hold_down: args.incident_hold_down,
+        delivery_retry_max: args.notify_retry_max,
+        retention: args.incident_retention,
+        watch: WatchOptions {
+            watch_timeout: args.watch_timeout,
+            ..WatchOptions::default()
+        },
+        ..MonitorSettings::default()
+    })
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Settles the desired-state repository: flags given on the command line

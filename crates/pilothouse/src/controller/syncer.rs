@@ -12,8 +12,8 @@ use anyhow::Context as _;
 use pilothouse_fleet::{InventoryEntry, ObjectKey, SyncOptions, SyncOutcome};
 use pilothouse_render::{CloudProfiles, RenderOptions};
 use pilothouse_store::{
-    Cluster, ClusterQuery, ClusterSyncStatus, Health, InventoryRecord, ObjectAction, ScanTrigger,
-    SyncMode, SyncObjectRecord, SyncRecord, SyncResult, SyncTrigger, cluster_credentials_context,
+    Cluster, ClusterSyncStatus, Health, InventoryRecord, ObjectAction, ScanTrigger, SyncMode,
+    SyncObjectRecord, SyncRecord, SyncResult, SyncTrigger, cluster_credentials_context,
 };
 use serde_json::Value;
 use tokio::sync::watch;
@@ -461,19 +461,7 @@ impl Controller {
     }
 
     pub(super) async fn all_clusters(&self) -> anyhow::Result<Vec<Cluster>> {
-        let mut clusters = Vec::new();
-        let mut query = ClusterQuery {
-            limit: ClusterQuery::MAX_LIMIT,
-            ..ClusterQuery::default()
-        };
-        loop {
-            let page = self.store.list_clusters(&query).await?;
-            clusters.extend(page.items);
-            match page.next {
-                Some(next) => query.after = Some(next),
-                None => return Ok(clusters),
-            }
-        }
+        Ok(self.store.all_clusters().await?)
     }
 
     fn is_running(&self, cluster: &str) -> bool {

@@ -115,6 +115,9 @@ pub struct Server {
     pub http: reqwest::Client,
     pub logs: Option<std::thread::JoinHandle<String>>,
     pub data: tempfile::TempDir,
+    /// `serve` and its flags, for [`Server::restart`].
+    pub args: Vec<String>,
+    pub port: u16,
 }
 
 impl Drop for Server {
@@ -141,9 +144,36 @@ pub fn serve(repo: &Repo, extra: &[&str]) -> Server {
         .local_addr()
         .unwrap()
         .port();
-    let remote = repo.remote.display().to_string();
+    let mut args = vec![
+        "serve".to_owned(),
+        "--repo".to_owned(),
+        repo.remote.display().to_string(),
+        "--repo-branch".to_owned(),
+        "main".to_owned(),
+    ];
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+    let (child, logs) = start(&args, data.path(), port);
+    let token = std::fs::read_to_string(data.path().join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        token,
+        http: reqwest::Client::new(),
+        logs: Some(logs),
+        data,
+        args,
+        port,
+    }
+}
+
+/// Starts `pilothouse ARGS` with test-friendly intervals on `port` and waits
+/// until it listens.
+fn start(args: &[String], data: &Path, port: u16) -> (Child, std::thread::JoinHandle<String>) {
     let mut child = Command::new(BIN)
-        .args(["serve", "--repo", &remote, "--repo-branch", "main"])
+        .args(&args[..1])
         .args([
             "--poll-interval",
             "1h",
@@ -153,9 +183,9 @@ pub fn serve(repo: &Repo, extra: &[&str]) -> Server {
             "2s",
         ])
         .args(["--health-interval", "1s", "--sync-call-timeout", "5s"])
-        .args(extra)
+        .args(&args[1..])
         .arg("--data-dir")
-        .arg(data.path())
+        .arg(data)
         .env("PILOTHOUSE_PORT", port.to_string())
         .env_remove("PILOTHOUSE_MASTER_KEY")
         .env("PILOTHOUSE_LOG", "info,pilothouse=debug")
@@ -174,21 +204,30 @@ pub fn serve(repo: &Repo, extra: &[&str]) -> Server {
         assert!(Instant::now() < deadline, "serve did not listen within 30s");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let token = std::fs::read_to_string(data.path().join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    Server {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        token,
-        http: reqwest::Client::new(),
-        logs: Some(logs),
-        data,
-    }
+    (child, logs)
 }
 
 impl Server {
+    /// Kills the service (as a crash would) and starts it again on the same
+    /// data directory and port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.start_again();
+    }
+
+    /// Kills the service, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a killed service again on the same data directory and port.
+    pub fn start_again(&mut self) {
+        let (child, logs) = start(&self.args, self.data.path(), self.port);
+        self.child = child;
+        self.logs = Some(logs);
+    }
+
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut request = self

@@ -1,0 +1,96 @@
+//! Delivery of incident notifications to receivers.
+//!
+//! This crate owns three things:
+//! - [`ReceiverConfig`]: where notifications go (a Slack incoming webhook, a
+//!   generic JSON webhook, or email over SMTP), its checks
+//!   ([`ReceiverConfig::validate`]) and a description safe to show
+//!   ([`ReceiverConfig::summary`]);
+//! - [`Payload`]: what one notification says, as a stable, versioned JSON
+//!   document — the body of a generic webhook and what an outbox stores —
+//!   and its readable renderings ([`Payload::title`],
+//!   [`Payload::slack_text`], [`Payload::text_body`]);
+//! - [`Deliverer`]: one attempt at delivering a payload to a receiver, with
+//!   an idempotency key, answering `Ok` or a [`DeliveryError`] that says
+//!   whether to retry ([`DeliveryError::is_retryable`], [`backoff`]).
+//!
+//! It does the network I/O of a delivery and nothing else: it holds no
+//! state between deliveries, does not retry, schedule, group or deduplicate
+//! (the caller's outbox does, with the key), and writes no SQL.
+//!
+//! Secrets — a Slack URL (it carries a token), a webhook URL's path and
+//! query, header values, the HMAC secret, the SMTP password — leave the
+//! crate only on the wire to their receiver: never in [`Debug`] output, in
+//! [`ReceiverConfig::summary`], or in an error. Plain HTTP and SMTP without
+//! TLS carrying a password are allowed only to loopback hosts.
+//!
+//! TLS is rustls on the *ring* provider (the one the rest of the workspace
+//! uses), with certificates checked against the system's roots plus any in
+//! [`DelivererOptions::extra_root_certs`]; no process-wide provider is
+//! installed.
+//!
+//! ```no_run
+//! use std::collections::BTreeMap;
+//!
+//! use pilothouse_notify::{Deliverer, DelivererOptions, Payload, ReceiverConfig};
+//!
+//! # async fn example() -> Result<(), pilothouse_notify::DeliveryError> {
+//! let config: ReceiverConfig = serde_json::from_str(
+//!     r#"{"kind": "webhook", "url": "https://hooks.example.com/pilothouse"}"#,
+//! )
+//! .expect("valid JSON");
+//! config.validate()?;
+//! let payload = Payload::new("ops", "cluster=aks", BTreeMap::new(), false, Vec::new());
+//! let deliverer = Deliverer::new(DelivererOptions::default())?;
+//! match deliverer.deliver(&config, &payload, "outbox-42").await {
+//!     Ok(()) => {}
+//!     Err(e) if e.is_retryable() => { /* try again after backoff(attempt) */ }
+//!     Err(e) => return Err(e),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod config;
+mod deliver;
+mod error;
+mod payload;
+mod text;
+
+use std::time::Duration;
+
+pub use config::{ReceiverConfig, SmtpTls};
+pub use deliver::{Deliverer, DelivererOptions, SIGNATURE_HEADER};
+pub use error::{DeliveryError, NotifyError, TransportFailure};
+pub use payload::{
+    IncidentStatus, IncidentSummary, MAX_INCIDENTS, NotificationStatus, PAYLOAD_VERSION, Payload,
+};
+
+/// The first wait before retrying a failed delivery.
+pub const BACKOFF_INITIAL: Duration = Duration::from_secs(5);
+
+/// The longest wait between tries.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(10 * 60);
+
+/// How long to wait before the next try after `attempt` failed tries
+/// (counting from 0): 5 s, 10 s, 20 s … doubling up to 10 minutes. No
+/// jitter: the caller adds some if it wants. A receiver's own
+/// [`DeliveryError::retry_after`] should win when it is longer.
+pub fn backoff(attempt: u32) -> Duration {
+    let factor = 1u32.checked_shl(attempt).unwrap_or(u32::MAX);
+    BACKOFF_INITIAL
+        .checked_mul(factor)
+        .map_or(BACKOFF_MAX, |d| d.min(BACKOFF_MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_ten_minutes() {
+        let secs: Vec<u64> = (0..9).map(|a| backoff(a).as_secs()).collect();
+        assert_eq!(secs, [5, 10, 20, 40, 80, 160, 320, 600, 600]);
+        assert_eq!(backoff(31), BACKOFF_MAX);
+        assert_eq!(backoff(u32::MAX), BACKOFF_MAX);
+    }
+}

@@ -1,0 +1,421 @@
+//! One cluster's watch: Pods, Nodes and Warning Events in, incident changes
+//! out. The detector and the book live here, owned by this task alone.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::str::FromStr as _;
+use std::sync::Arc;
+
+use pilothouse_fleet::{WatchEvent, WatchedKind, event_summary, name_of};
+use pilothouse_incidents::{
+    Change, ChangeKind, Detector, Incident, IncidentBook, IncidentKey, IncidentStatus, Observation,
+    Reason, Workload,
+};
+use pilothouse_store::{
+    IncidentQuery, IncidentRecord, IncidentStatus as StoredStatus, IncidentWrite,
+    Severity as StoredSeverity,
+};
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+use super::writer::{Capture, WriteRequest};
+use super::{Monitor, now_ms};
+
+/// Warning events kept per pod, newest last.
+const EVENTS_PER_POD: usize = 10;
+/// Pods whose warning events are kept (the oldest pod is forgotten first).
+const EVENT_PODS: usize = 2000;
+
+/// The state of one cluster's watch.
+pub(super) struct ClusterWatch {
+    monitor: Arc<Monitor>,
+    cluster: String,
+    client: kube::Client,
+    detector: Detector,
+    book: IncidentBook,
+    /// Pods and nodes seen (namespace, name), to find deletions at relists.
+    pods: HashSet<(String, String)>,
+    nodes: HashSet<String>,
+    /// Kinds whose watch reports the cluster unreachable.
+    unreachable: HashSet<WatchedKind>,
+    /// Until the first pod list is done after start: findings of incidents
+    /// restored from the store for pods they already name are not counted
+    /// again (they were counted before the restart).
+    first_pod_list: bool,
+    /// Recent warning events by pod (namespace, name).
+    events: BTreeMap<(String, String), VecDeque<Value>>,
+    event_order: VecDeque<(String, String)>,
+    /// The revision last synced to the cluster, refreshed now and then.
+    revision: Option<String>,
+}
+
+impl ClusterWatch {
+    /// A watch for `cluster` with its incidents restored from the store.
+    pub(super) async fn new(
+        monitor: Arc<Monitor>,
+        cluster: String,
+        client: kube::Client,
+    ) -> anyhow::Result<Self> {
+        let mut book = IncidentBook::new(super::millis(monitor.settings.hold_down));
+        for record in stored_incidents(&monitor, &cluster).await? {
+            if let Some(incident) = to_incident(&record) {
+                book.restore(incident);
+            }
+        }
+        let revision = monitor
+            .store
+            .get_cluster(&cluster)
+            .await?
+            .and_then(|c| c.sync.revision);
+        Ok(Self {
+            detector: Detector::new(monitor.settings.detect.clone()),
+            monitor,
+            cluster,
+            client,
+            book,
+            pods: HashSet::new(),
+            nodes: HashSet::new(),
+            unreachable: HashSet::new(),
+            first_pod_list: true,
+            events: BTreeMap::new(),
+            event_order: VecDeque::new(),
+            revision,
+        })
+    }
+
+    /// Runs until `stop` turns true or the watches end.
+    pub(super) async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let (sender, mut events) = mpsc::channel(1024);
+        let mut watches = Vec::new();
+        for kind in WatchedKind::ALL {
+            watches.push(tokio::spawn(pilothouse_fleet::watch(
+                self.client.clone(),
+                kind,
+                self.monitor.settings.watch.clone(),
+                sender.clone(),
+            )));
+        }
+        drop(sender);
+        let mut tick = tokio::time::interval(self.monitor.settings.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut refresh = tokio::time::interval(std::time::Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                () = super::stopped(&mut stop) => break,
+                event = events.recv() => match event {
+                    Some(event) => self.handle(event).await,
+                    None => break,
+                },
+                _ = tick.tick() => self.tick().await,
+                _ = refresh.tick() => self.refresh_revision().await,
+            }
+        }
+        for task in watches {
+            task.abort();
+        }
+    }
+
+    async fn refresh_revision(&mut self) {
+        if let Ok(Some(cluster)) = self.monitor.store.get_cluster(&self.cluster).await {
+            self.revision = cluster.sync.revision;
+        }
+    }
+
+    async fn tick(&mut self) {
+        let now = now_ms();
+        let mut changes = Vec::new();
+        for observation in self.detector.tick(now) {
+            changes.extend(self.book.observe(&observation));
+        }
+        changes.extend(self.book.tick(now));
+        self.emit(changes, None).await;
+    }
+
+    async fn handle(&mut self, event: WatchEvent) {
+        let now = now_ms();
+        match event {
+            WatchEvent::Applied {
+                kind: WatchedKind::Pod,
+                object,
+            } => {
+                self.pods.insert(name_of(&object));
+                let observations = self.detector.pod(&object, now);
+                self.observe(observations, Some(&object)).await;
+            }
+            WatchEvent::Deleted {
+                kind: WatchedKind::Pod,
+                object,
+            } => {
+                let (namespace, name) = name_of(&object);
+                self.pods.remove(&(namespace.clone(), name.clone()));
+                let observations = self.detector.pod_deleted(&namespace, &name, now);
+                self.observe(observations, None).await;
+            }
+            WatchEvent::Listed {
+                kind: WatchedKind::Pod,
+                present,
+            } => {
+                let gone: Vec<(String, String)> = self.pods.difference(&present).cloned().collect();
+                let mut observations = Vec::new();
+                for (namespace, name) in gone {
+                    self.pods.remove(&(namespace.clone(), name.clone()));
+                    observations.extend(self.detector.pod_deleted(&namespace, &name, now));
+                }
+                self.first_pod_list = false;
+                self.observe(observations, None).await;
+            }
+            WatchEvent::Applied {
+                kind: WatchedKind::Node,
+                object,
+            } => {
+                self.nodes.insert(name_of(&object).1);
+                let observations = self.detector.node(&object, now);
+                self.observe(observations, None).await;
+            }
+            WatchEvent::Deleted {
+                kind: WatchedKind::Node,
+                object,
+            } => {
+                let name = name_of(&object).1;
+                self.nodes.remove(&name);
+                let observations = self.detector.node_deleted(&name, now);
+                self.observe(observations, None).await;
+            }
+            WatchEvent::Listed {
+                kind: WatchedKind::Node,
+                present,
+            } => {
+                let present: HashSet<String> = present.into_iter().map(|(_, n)| n).collect();
+                let gone: Vec<String> = self.nodes.difference(&present).cloned().collect();
+                let mut observations = Vec::new();
+                for name in gone {
+                    self.nodes.remove(&name);
+                    observations.extend(self.detector.node_deleted(&name, now));
+                }
+                self.observe(observations, None).await;
+            }
+            WatchEvent::Applied {
+                kind: WatchedKind::WarningEvent,
+                object,
+            } => self.remember_event(&object),
+            WatchEvent::Deleted {
+                kind: WatchedKind::WarningEvent,
+                ..
+            }
+            | WatchEvent::Listed {
+                kind: WatchedKind::WarningEvent,
+                ..
+            } => {}
+            WatchEvent::Unreachable { kind, message } => {
+                tracing::warn!(cluster = %self.cluster, watch = kind.plural(), %message, "cluster unreachable");
+                let was_reachable = self.unreachable.is_empty();
+                self.unreachable.insert(kind);
+                if was_reachable {
+                    let changes = self.book.cluster_unreachable();
+                    self.emit(changes, None).await;
+                }
+            }
+            WatchEvent::Reachable { kind } => {
+                if self.unreachable.remove(&kind) && self.unreachable.is_empty() {
+                    tracing::info!(cluster = %self.cluster, "cluster reachable again");
+                    let changes = self.book.cluster_reachable();
+                    self.emit(changes, None).await;
+                }
+            }
+        }
+    }
+
+    /// Applies observations to the book and passes on the changes.
+    async fn observe(&mut self, observations: Vec<Observation>, pod: Option<&Value>) {
+        let mut changes = Vec::new();
+        for observation in observations {
+            if let Observation::Finding(finding) = &observation
+                && self.first_pod_list
+                && self.already_counted(&finding.key, finding.pod.as_deref())
+            {
+                continue;
+            }
+            changes.extend(self.book.observe(&observation));
+        }
+        self.emit(changes, pod).await;
+    }
+
+    /// Whether a restored open incident already names this pod: its current
+    /// failure was counted before Pilothouse restarted.
+    fn already_counted(&self, key: &IncidentKey, pod: Option<&str>) -> bool {
+        let Some(pod) = pod else { return false };
+        self.book.get(key).is_some_and(|incident| {
+            incident.status != IncidentStatus::Resolved && incident.pods.contains(pod)
+        })
+    }
+
+    async fn emit(&mut self, changes: Vec<Change>, pod: Option<&Value>) {
+        for change in changes {
+            let capture = match (change.kind, pod) {
+                (ChangeKind::Opened, Some(pod)) => self.capture_for(&change.incident, pod),
+                _ => None,
+            };
+            let write = to_write(&self.cluster, &change.incident, self.revision.clone());
+            let request = WriteRequest { write, capture };
+            if self.monitor.writer.send(request).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// What to capture at an incident's first occurrence in `pod`: the
+    /// container's log (the previous instance when it restarted) and the
+    /// pod's events.
+    fn capture_for(&self, incident: &Incident, pod: &Value) -> Option<Capture> {
+        let (namespace, name) = name_of(pod);
+        if !incident.pods.contains(&name) {
+            return None;
+        }
+        let container = incident.key.container.clone();
+        let restarted = container.as_deref().is_some_and(|container| {
+            ["containerStatuses", "initContainerStatuses"]
+                .iter()
+                .filter_map(|field| pod["status"][field].as_array())
+                .flatten()
+                .any(|status| {
+                    status["name"] == container
+                        && (status["restartCount"].as_i64().unwrap_or(0) > 0
+                            || status["lastState"]["terminated"].is_object())
+                })
+        });
+        let warnings = self
+            .events
+            .get(&(namespace.clone(), name.clone()))
+            .map(|events| events.iter().cloned().collect())
+            .unwrap_or_default();
+        Some(Capture {
+            client: self.client.clone(),
+            namespace,
+            pod: name,
+            container,
+            previous: restarted,
+            warnings,
+        })
+    }
+
+    fn remember_event(&mut self, event: &Value) {
+        let involved = &event["involvedObject"];
+        if involved["kind"] != "Pod" {
+            return;
+        }
+        let key = (
+            involved["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            involved["name"].as_str().unwrap_or_default().to_owned(),
+        );
+        let summary = event_summary(event);
+        let entry = self.events.entry(key.clone()).or_insert_with(|| {
+            self.event_order.push_back(key.clone());
+            VecDeque::new()
+        });
+        // An event updated in place (its count grew) replaces its older copy.
+        entry.retain(|kept| {
+            kept["reason"] != summary["reason"] || kept["message"] != summary["message"]
+        });
+        entry.push_back(summary);
+        while entry.len() > EVENTS_PER_POD {
+            entry.pop_front();
+        }
+        while self.event_order.len() > EVENT_PODS {
+            if let Some(oldest) = self.event_order.pop_front() {
+                self.events.remove(&oldest);
+            }
+        }
+    }
+}
+
+/// Every incident of a cluster in the store, resolved ones too (a relapse
+/// reopens them).
+async fn stored_incidents(monitor: &Monitor, cluster: &str) -> anyhow::Result<Vec<IncidentRecord>> {
+    let mut all = Vec::new();
+    let mut query = IncidentQuery {
+        cluster: Some(cluster.to_owned()),
+        limit: 500,
+        ..IncidentQuery::default()
+    };
+    loop {
+        let page = monitor.store.list_incidents(&query).await?;
+        let Some(last) = page.last() else { break };
+        query.after = Some((last.incident.last_seen_at, last.id));
+        let full = page.len() == 500;
+        all.extend(page);
+        if !full {
+            break;
+        }
+    }
+    Ok(all)
+}
+
+/// The book's form of a stored incident; `None` for a reason this version
+/// does not know.
+fn to_incident(record: &IncidentRecord) -> Option<Incident> {
+    let stored = &record.incident;
+    let reason = Reason::from_str(&stored.reason).ok()?;
+    Some(Incident {
+        key: IncidentKey {
+            namespace: stored.namespace.clone(),
+            workload: Workload::new(stored.workload_kind.clone(), stored.workload_name.clone()),
+            container: stored.container.clone(),
+            reason,
+        },
+        status: match stored.status {
+            StoredStatus::Open => IncidentStatus::Open,
+            StoredStatus::Resolved => IncidentStatus::Resolved,
+            StoredStatus::Unknown => IncidentStatus::Unknown,
+        },
+        count: stored.count,
+        pods: stored.pods.clone(),
+        nodes: stored.nodes.clone(),
+        first_seen_ms: stored.first_seen_at,
+        last_seen_ms: stored.last_seen_at,
+        last_exit_code: stored.last_exit_code,
+        message: stored.message.clone(),
+        image: stored.image.clone(),
+        reopen_count: stored.reopen_count,
+        healthy_since_ms: None,
+        resolved_at_ms: stored.resolved_at,
+    })
+}
+
+/// The store's form of an incident of `cluster`.
+pub(super) fn to_write(
+    cluster: &str,
+    incident: &Incident,
+    revision: Option<String>,
+) -> IncidentWrite {
+    let key = &incident.key;
+    IncidentWrite {
+        cluster: cluster.to_owned(),
+        namespace: key.namespace.clone(),
+        workload_kind: key.workload.kind.clone(),
+        workload_name: key.workload.name.clone(),
+        container: key.container.clone(),
+        reason: key.reason.as_str().to_owned(),
+        severity: match key.reason.severity() {
+            pilothouse_incidents::Severity::Warning => StoredSeverity::Warning,
+            pilothouse_incidents::Severity::Critical => StoredSeverity::Critical,
+        },
+        status: match incident.status {
+            IncidentStatus::Open => StoredStatus::Open,
+            IncidentStatus::Resolved => StoredStatus::Resolved,
+            IncidentStatus::Unknown => StoredStatus::Unknown,
+        },
+        count: incident.count,
+        reopen_count: incident.reopen_count,
+        first_seen_at: incident.first_seen_ms,
+        last_seen_at: incident.last_seen_ms,
+        resolved_at: incident.resolved_at_ms,
+        last_exit_code: incident.last_exit_code,
+        message: incident.message.clone(),
+        image: incident.image.clone(),
+        pods: incident.pods.clone(),
+        nodes: incident.nodes.clone(),
+        revision,
+    }
+}
