@@ -55,6 +55,10 @@ pub struct ClusterView {
     /// with `scaffold: true`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scaffold_revision: Option<String>,
+    /// Incident detection settings of this cluster, added to the
+    /// service-wide ones (see `PatchCluster::incidents`).
+    #[schema(value_type = Option<Object>)]
+    pub incidents: Option<serde_json::Value>,
 }
 
 /// A cluster's sync state.
@@ -120,6 +124,7 @@ impl From<Cluster> for ClusterView {
             sync_mode: cluster.sync.mode.to_string(),
             sync: cluster.sync.into(),
             scaffold_revision: None,
+            incidents: cluster.incident_settings,
         }
     }
 }
@@ -158,6 +163,12 @@ pub struct PatchCluster {
     pub cloud: Option<String>,
     /// Changes the sync mode: `manual`, `auto` or `self_heal`.
     pub sync_mode: Option<String>,
+    /// Replaces the cluster's incident detection settings, added to the
+    /// service-wide ones: `{"exclude_namespaces": [..], "exclude_pod_names":
+    /// [regex, ..], "exclude_containers": [..], "exclude_reasons":
+    /// ["Restarted", ..], "pending_threshold_ms": 600000}`; `{}` removes them.
+    #[schema(value_type = Option<Object>)]
+    pub incidents: Option<serde_json::Value>,
 }
 
 /// Query of `GET /api/v1/clusters`.
@@ -344,10 +355,12 @@ pub async fn patch(
     }
     let cloud = body.cloud.as_deref().map(parse_cloud).transpose()?;
     let sync_mode = body.sync_mode.as_deref().map(parse_sync_mode).transpose()?;
+    let incident_settings = body.incidents.map(check_incident_settings).transpose()?;
     let update = ClusterUpdate {
         labels: body.labels,
         cloud,
         sync_mode,
+        incident_settings,
     };
     let cluster = state
         .store
@@ -404,6 +417,23 @@ pub(crate) async fn existing(state: &AppState, name: &str) -> Result<Cluster, Ap
         .get_cluster(name)
         .await?
         .ok_or_else(|| not_found(name))
+}
+
+/// Checks incident settings (unknown fields, bad patterns or reasons are
+/// refused, naming the problem); `{}` becomes "no settings".
+fn check_incident_settings(settings: serde_json::Value) -> Result<serde_json::Value, ApiError> {
+    let config: pilothouse_incidents::DetectConfig = serde_json::from_value(settings.clone())
+        .map_err(|error| ApiError::bad_field("incidents", error.to_string()))?;
+    if config.pending_threshold_ms.is_some_and(|ms| ms < 0) {
+        return Err(ApiError::bad_field(
+            "incidents",
+            "pending_threshold_ms must not be negative",
+        ));
+    }
+    if config == pilothouse_incidents::DetectConfig::default() {
+        return Ok(serde_json::Value::Null);
+    }
+    Ok(settings)
 }
 
 pub(crate) fn not_found(name: &str) -> ApiError {

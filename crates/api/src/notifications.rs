@@ -605,9 +605,12 @@ pub async fn create_silence(
     };
     let ends_at = match (body.ends_at.as_deref(), body.duration.as_deref()) {
         (Some(text), None) => timestamp("ends_at", text)?,
-        (None, Some(text)) => {
-            starts_at + positive("duration", duration("duration", Some(text), "0s")?)?
-        }
+        (None, Some(text)) => starts_at
+            .checked_add(positive(
+                "duration",
+                duration("duration", Some(text), "0s")?,
+            )?)
+            .ok_or_else(|| ApiError::bad_field("duration", format!("`{text}` is too long")))?,
         _ => {
             return Err(ApiError::bad_field(
                 "ends_at",

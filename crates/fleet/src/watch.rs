@@ -9,8 +9,11 @@
 //! object that exists, so the caller can forget objects deleted while it was
 //! not watching. Failures are retried with exponential backoff and jitter;
 //! after [`UNREACHABLE_AFTER`] failures in a row the cluster is reported
-//! [`WatchEvent::Unreachable`] once, and the next successful list or watch
-//! reports it [`WatchEvent::Reachable`].
+//! [`WatchEvent::Unreachable`] once; the next answer reports it
+//! [`WatchEvent::Reachable`] and the kind is listed again (objects that
+//! changed back while nobody watched send no event). A refusal (401, 403,
+//! 404: credentials too weak for the kind) is [`WatchEvent::Refused`], not
+//! unreachability.
 //!
 //! Objects are passed on as JSON, as the API server sent them: the caller's
 //! detection rules read them as such, and nothing is kept here.
@@ -115,6 +118,15 @@ pub enum WatchEvent {
         /// Its kind.
         kind: WatchedKind,
     },
+    /// The cluster answers but refuses to list or watch this kind (401,
+    /// 403, 404): the credentials are too weak. Not unreachability: the
+    /// cluster's incidents stay as they are; retried with backoff.
+    Refused {
+        /// Its kind.
+        kind: WatchedKind,
+        /// The API server's answer.
+        message: String,
+    },
 }
 
 /// How a watch behaves.
@@ -149,6 +161,33 @@ enum Ended {
     Stopped,
     /// A failure (connection, timeout, server error).
     Failed(String),
+    /// The server refused (401, 403, 404).
+    Refused(String),
+    /// The cluster answers again after an outage: list again, so the
+    /// caller sees every object as it is now.
+    Relist,
+}
+
+/// How the watch of one kind is doing: failures in a row and whether it
+/// reported the cluster unreachable (or the kind refused).
+#[derive(Default)]
+struct Health {
+    failures: u32,
+    unreachable: bool,
+    refused: bool,
+}
+
+impl Health {
+    /// The cluster answered (a list, or a watch request accepted): reports
+    /// it reachable again if it was not. `false` when the receiver is gone.
+    async fn answered(&mut self, kind: WatchedKind, events: &mpsc::Sender<WatchEvent>) -> bool {
+        self.failures = 0;
+        self.refused = false;
+        if std::mem::take(&mut self.unreachable) {
+            return events.send(WatchEvent::Reachable { kind }).await.is_ok();
+        }
+        true
+    }
 }
 
 /// Watches `kind` on the cluster `client` talks to and sends what happens to
@@ -161,48 +200,71 @@ pub async fn watch(
     events: mpsc::Sender<WatchEvent>,
 ) {
     let mut version: Option<String> = None;
-    let mut failures: u32 = 0;
-    let mut unreachable = false;
+    let mut health = Health::default();
     loop {
+        let started = std::time::Instant::now();
         let ended = match version.clone() {
-            None => match list(&client, kind, &events).await {
+            None => match list(&client, kind, &events, &mut health).await {
                 Ok(Some(listed)) => {
                     version = Some(listed);
                     Ended::Closed
                 }
                 Ok(None) => Ended::Stopped,
-                Err(message) => Ended::Failed(message),
+                Err(failure) => failure,
             },
-            Some(from) => watch_from(&client, kind, &options, &from, &events, &mut version).await,
-        };
-        let succeeded = !matches!(ended, Ended::Failed(_));
-        if succeeded && unreachable {
-            unreachable = false;
-            if events.send(WatchEvent::Reachable { kind }).await.is_err() {
-                return;
+            Some(from) => {
+                watch_from(
+                    &client,
+                    kind,
+                    &options,
+                    &from,
+                    &events,
+                    &mut version,
+                    &mut health,
+                )
+                .await
             }
-        }
-        match ended {
+        };
+        let delay = match ended {
             Ended::Stopped => return,
-            Ended::Closed => failures = 0,
+            // a watch the server ends at once (a proxy, a misbehaving
+            // server) must not turn into a busy loop
+            Ended::Closed if started.elapsed() < Duration::from_secs(1) => options.base_backoff,
+            Ended::Closed => Duration::ZERO,
             Ended::Expired => {
-                failures = 0;
                 version = None;
+                options.base_backoff
+            }
+            Ended::Relist => {
+                version = None;
+                Duration::ZERO
             }
             Ended::Failed(message) => {
-                failures += 1;
-                if failures >= UNREACHABLE_AFTER && !unreachable {
-                    unreachable = true;
+                health.failures += 1;
+                if health.failures >= UNREACHABLE_AFTER && !health.unreachable {
+                    health.unreachable = true;
                     let event = WatchEvent::Unreachable { kind, message };
                     if events.send(event).await.is_err() {
                         return;
                     }
                 }
-                let delay = backoff(&options, failures);
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = events.closed() => return,
+                backoff(&options, health.failures)
+            }
+            Ended::Refused(message) => {
+                health.failures += 1;
+                if !std::mem::replace(&mut health.refused, true) {
+                    let event = WatchEvent::Refused { kind, message };
+                    if events.send(event).await.is_err() {
+                        return;
+                    }
                 }
+                options.max_backoff
+            }
+        };
+        if !delay.is_zero() {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = events.closed() => return,
             }
         }
     }
@@ -233,7 +295,8 @@ async fn list(
     client: &Client,
     kind: WatchedKind,
     events: &mpsc::Sender<WatchEvent>,
-) -> Result<Option<String>, String> {
+    health: &mut Health,
+) -> Result<Option<String>, Ended> {
     let request = Request::new(kind.path());
     let mut params = ListParams::default().limit(LIST_PAGE);
     if let Some(selector) = kind.field_selector() {
@@ -241,11 +304,18 @@ async fn list(
     }
     let mut present = HashSet::new();
     loop {
-        let http = request.list(&params).map_err(|e| e.to_string())?;
+        let http = request
+            .list(&params)
+            .map_err(|e| Ended::Failed(e.to_string()))?;
         let page: ObjectList<Value> = client
             .request(http)
             .await
-            .map_err(|e| format!("listing {}: {}", kind.plural(), chain_message(&e)))?;
+            .map_err(|e| failure(kind, "listing", &e))?;
+        // The cluster answers: say so before the objects, so that what they
+        // tell is not taken for the state of an unreachable cluster.
+        if !health.answered(kind, events).await {
+            return Ok(None);
+        }
         for object in page.items {
             present.insert(name_of(&object));
             if events
@@ -281,6 +351,7 @@ async fn watch_from(
     from: &str,
     events: &mpsc::Sender<WatchEvent>,
     version: &mut Option<String>,
+    health: &mut Health,
 ) -> Ended {
     let request = Request::new(kind.path());
     let seconds = u32::try_from(options.watch_timeout.as_secs())
@@ -296,17 +367,18 @@ async fn watch_from(
     };
     let stream = match client.request_events::<Value>(http).await {
         Ok(stream) => stream,
-        Err(error) => {
-            if is_gone(&error) {
-                return Ended::Expired;
-            }
-            return Ended::Failed(format!(
-                "watching {}: {}",
-                kind.plural(),
-                chain_message(&error)
-            ));
-        }
+        Err(error) => return failure(kind, "watching", &error),
     };
+    // The request was accepted: the cluster answers. After an outage, list
+    // again rather than resume: the caller re-reads every object (a
+    // workload that recovered meanwhile sends no event to resume with).
+    let was_unreachable = health.unreachable;
+    if !health.answered(kind, events).await {
+        return Ended::Stopped;
+    }
+    if was_unreachable {
+        return Ended::Relist;
+    }
     let mut stream = std::pin::pin!(stream);
     loop {
         let next = tokio::select! {
@@ -315,13 +387,7 @@ async fn watch_from(
         };
         let event = match next {
             None => return Ended::Closed,
-            Some(Err(error)) => {
-                return Ended::Failed(format!(
-                    "watching {}: {}",
-                    kind.plural(),
-                    chain_message(&error)
-                ));
-            }
+            Some(Err(error)) => return failure(kind, "watching", &error),
             Some(Ok(event)) => event,
         };
         let sent = match event {
@@ -374,8 +440,18 @@ pub fn name_of(object: &Value) -> (String, String) {
     )
 }
 
-fn is_gone(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(status) if status.code == 410)
+/// How a failed list or watch request ends the round: 410 Gone means list
+/// again, 401/403/404 a refusal, anything else a failure (connection,
+/// timeout, server error) that counts towards unreachability.
+fn failure(kind: WatchedKind, doing: &str, error: &kube::Error) -> Ended {
+    let message = format!("{doing} {}: {}", kind.plural(), chain_message(error));
+    match error {
+        kube::Error::Api(status) if status.code == 410 => Ended::Expired,
+        kube::Error::Api(status) if matches!(status.code, 401 | 403 | 404) => {
+            Ended::Refused(message)
+        }
+        _ => Ended::Failed(message),
+    }
 }
 
 /// The log of a container, as `kubectl logs --tail` reads it.

@@ -241,6 +241,18 @@ impl IncidentBook {
         changes
     }
 
+    /// Forgets incidents resolved before `cutoff_ms` (the store purges them
+    /// after its retention; a relapse later is a new incident). Returns how
+    /// many.
+    pub fn forget_resolved_before(&mut self, cutoff_ms: i64) -> usize {
+        let before = self.incidents.len();
+        self.incidents.retain(|_, incident| {
+            incident.status != IncidentStatus::Resolved
+                || incident.resolved_at_ms.is_none_or(|at| at >= cutoff_ms)
+        });
+        before - self.incidents.len()
+    }
+
     /// The cluster cannot be watched: open incidents become unknown (their
     /// hold-downs are cancelled) and nothing resolves until
     /// [`Self::cluster_reachable`].
@@ -595,5 +607,18 @@ mod tests {
         assert_eq!(restored.tick(T0 + DEFAULT_HOLD_DOWN_MS - 1), []);
         assert_eq!(restored.tick(T0 + DEFAULT_HOLD_DOWN_MS).len(), 1);
         assert!(!restored.healthy(&incident.key, T0));
+
+        // resolved ones are forgotten after the retention, open ones never
+        assert_eq!(
+            restored.forget_resolved_before(T0 + DEFAULT_HOLD_DOWN_MS),
+            0
+        );
+        assert_eq!(
+            restored.forget_resolved_before(T0 + DEFAULT_HOLD_DOWN_MS + 1),
+            1
+        );
+        assert_eq!(restored.get(&incident.key), None);
+        assert_eq!(book.forget_resolved_before(i64::MAX), 0);
+        assert!(book.get(&incident.key).is_some());
     }
 }

@@ -475,9 +475,11 @@ impl Detector {
         out
     }
 
-    /// Forgets a deleted pod. When the workload has a healthy pod left and
-    /// no failing one, and the deleted pod was not healthy, reports the
-    /// workload healthy.
+    /// Forgets a deleted pod. When the deleted pod was not healthy and the
+    /// workload has a healthy pod left and no failing one — or no pod left
+    /// at all (the workload was deleted, or a one-off pod is gone) —
+    /// reports the workload healthy; a replacement pod that fails again
+    /// interrupts the hold-down.
     pub fn pod_deleted(&mut self, namespace: &str, name: &str, now_ms: i64) -> Vec<Observation> {
         let Some(uid) = self.uids.remove(&(namespace.to_owned(), name.to_owned())) else {
             return Vec::new();
@@ -486,7 +488,7 @@ impl Detector {
             return Vec::new();
         };
         let pods = self.workloads.get(&group);
-        let healthy = pods.is_some_and(|pods| {
+        let healthy = pods.is_none_or(|pods| {
             pods.values().any(|h| *h == Health::Healthy)
                 && !pods.values().any(|h| *h == Health::Failing)
         });
@@ -500,6 +502,12 @@ impl Detector {
             pod: None,
             at_ms: now_ms,
         })]
+    }
+
+    /// Whether any pod of this workload is known (seen and not deleted).
+    pub fn has_pods(&self, namespace: &str, workload: &Workload) -> bool {
+        self.workloads
+            .contains_key(&(namespace.to_owned(), workload.clone()))
     }
 
     /// Takes a node as the API returns it: reports each of `Ready=False`,

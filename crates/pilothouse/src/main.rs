@@ -4,6 +4,7 @@ use clap::Parser;
 
 mod cli;
 mod controller;
+mod credentials;
 mod monitor;
 
 fn main() -> std::process::ExitCode {

@@ -282,10 +282,39 @@ async fn oom_killed_replicas_make_one_incident_with_logs_and_events_on_each_clus
         "{events:?}"
     );
 
+    // Per-cluster settings, on top of the service-wide ones: the other
+    // cluster ignores its `batch` namespace. Bad settings name the problem.
+    let (status, body) = server
+        .call(
+            "PATCH",
+            "/api/v1/clusters/inc-b",
+            Some(json!({"incidents": {"exclude_pod_names": ["(unclosed"]}})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("unclosed"),
+        "{body}"
+    );
+    let (status, body) = server
+        .call(
+            "PATCH",
+            "/api/v1/clusters/inc-b",
+            Some(json!({"incidents": {"exclude_namespaces": ["batch"]}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["incidents"]["exclude_namespaces"], json!(["batch"]));
+    b.create_namespace("batch").await.unwrap();
+    let ignored = deployment(b, "batch", "nightly", 1).await;
+
     // The same crash on the other cluster: a second incident, and both are
     // in one query.
     let other = deployment(b, "shop", "cart", 1).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    b.set_pod_state("batch", &ignored[0], &PodState::oom_killed(1))
+        .await
+        .unwrap();
     b.set_pod_state("shop", &other[0], &PodState::oom_killed(1))
         .await
         .unwrap();
@@ -302,6 +331,8 @@ async fn oom_killed_replicas_make_one_incident_with_logs_and_events_on_each_clus
         .collect();
     clusters.sort_unstable();
     assert_eq!(clusters, ["inc-a", "inc-b"]);
+    let batch = server.get("/api/v1/incidents?namespace=batch").await;
+    assert_eq!(batch["incidents"], json!([]), "{batch}");
 
     // The CLI: the same filters, and acknowledging.
     let output = server.cli(&["incidents", "--reason", "OOMKilled", "-o", "json"]);
@@ -667,15 +698,16 @@ async fn watches_resume_after_an_apiserver_restart_without_counting_twice() {
     let repo = Repo::new(small_state);
     let mut cluster = TestCluster::start("inc-restart").await.unwrap();
     prepare(&cluster, "shop").await;
-    let server = serve_fast(&repo, &[]);
+    let server = serve(&repo, &["--incident-hold-down", "4s"]);
     server.register("restart", &cluster, "eks", &["--sync-mode", "manual"]);
     let pods = deployment(&cluster, "shop", "worker", 1).await;
+    let oneoff = deployment(&cluster, "shop", "oneoff", 1).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     cluster
         .set_pod_state("shop", &pods[0], &PodState::error(2, 1))
         .await
         .unwrap();
-    let open = wait_incidents(&server, "cluster=restart", "the error", |i| {
+    let open = wait_incidents(&server, "workload=worker", "the error", |i| {
         i.len() == 1 && i[0]["count"] == 1
     })
     .await;
@@ -683,28 +715,89 @@ async fn watches_resume_after_an_apiserver_restart_without_counting_twice() {
 
     // The apiserver goes away: the incident cannot be told, it is unknown.
     cluster.stop_apiserver();
-    wait_incidents(&server, "cluster=restart", "unknown", |i| {
+    wait_incidents(&server, "workload=worker", "unknown", |i| {
         i[0]["status"] == "unknown"
     })
     .await;
     cluster.restart_apiserver().await.unwrap();
-    wait_incidents(&server, "cluster=restart", "open again", |i| {
+    wait_incidents(&server, "workload=worker", "open again", |i| {
         i[0]["status"] == "open"
     })
     .await;
     // Resumed, not double counted; and the next restart counts once.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let same = server.get("/api/v1/incidents?cluster=restart").await;
+    let same = server.get("/api/v1/incidents?workload=worker").await;
     assert_eq!(same["incidents"][0]["count"], 1, "{same}");
     cluster
         .set_pod_state("shop", &pods[0], &PodState::error(2, 2))
         .await
         .unwrap();
-    wait_incidents(&server, "cluster=restart", "the next restart", |i| {
+    wait_incidents(&server, "workload=worker", "the next restart", |i| {
         i[0]["count"] == 2
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = server.get("/api/v1/incidents?cluster=restart").await;
-    assert_eq!(after["incidents"][0]["count"], 2, "{after}");
+
+    // The pod recovers and the apiserver goes away during the hold-down:
+    // once it is back, the pod (unchanged since) is seen healthy again and
+    // the incident resolves.
+    cluster
+        .set_pod_state(
+            "shop",
+            &pods[0],
+            &PodState::Running {
+                ready: true,
+                restarts: 2,
+            },
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.stop_apiserver();
+    wait_incidents(
+        &server,
+        "workload=worker",
+        "unknown during the hold-down",
+        |i| i[0]["status"] == "unknown",
+    )
+    .await;
+    cluster.restart_apiserver().await.unwrap();
+    let resolved = wait_incidents(
+        &server,
+        "workload=worker",
+        "resolved after the outage",
+        |i| i[0]["status"] == "resolved",
+    )
+    .await;
+    assert_eq!(resolved[0]["count"], 2, "{resolved:#?}");
+
+    // A failing one-off pod that is deleted: nothing is left failing.
+    cluster
+        .set_pod_state("shop", &oneoff[0], &PodState::crash_loop(1, 1))
+        .await
+        .unwrap();
+    wait_incidents(&server, "workload=oneoff", "the one-off crash", |i| {
+        i.len() == 1
+    })
+    .await;
+    let output = cluster
+        .kubectl()
+        .args([
+            "delete",
+            "pod",
+            "-n",
+            "shop",
+            &oneoff[0],
+            "--grace-period=0",
+            "--force",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    wait_incidents(
+        &server,
+        "workload=oneoff",
+        "resolved once its pod is gone",
+        |i| i[0]["status"] == "resolved",
+    )
+    .await;
 }

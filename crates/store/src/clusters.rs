@@ -20,7 +20,7 @@ macro_rules! cluster_columns {
          reachability, last_error, last_check_at, next_check_at, consecutive_failures, \
          created_at, updated_at, sync_mode, sync_status, synced_revision, last_sync_id, \
          last_sync_at, sync_error, sync_failures, next_sync_at, health, health_checked_at, \
-         last_sync_revision"
+         last_sync_revision, incident_settings"
     };
 }
 
@@ -184,6 +184,8 @@ pub struct Cluster {
     pub updated_at: i64,
     /// Its sync mode and the state of its syncs.
     pub sync: ClusterSync,
+    /// Its incident detection settings, merged over the service-wide ones.
+    pub incident_settings: Option<serde_json::Value>,
 }
 
 /// Which clusters to list, one page at a time.
@@ -237,6 +239,9 @@ pub struct ClusterUpdate {
     pub cloud: Option<Cloud>,
     /// Sets the sync mode.
     pub sync_mode: Option<SyncMode>,
+    /// Replaces the cluster's incident detection settings (a JSON object,
+    /// validated by the caller); `Some(Value::Null)` removes them.
+    pub incident_settings: Option<serde_json::Value>,
 }
 
 /// The result of one connectivity check.
@@ -370,7 +375,11 @@ impl Store {
         name: &str,
         update: &ClusterUpdate,
     ) -> Result<Option<Cluster>, StoreError> {
-        if update.labels.is_none() && update.cloud.is_none() && update.sync_mode.is_none() {
+        if update.labels.is_none()
+            && update.cloud.is_none()
+            && update.sync_mode.is_none()
+            && update.incident_settings.is_none()
+        {
             return self.get_cluster(name).await;
         }
         let sql = concat!(
@@ -379,6 +388,7 @@ impl Store {
                  cloud = COALESCE(?2, cloud), \
                  cloud_source = CASE WHEN ?2 IS NULL THEN cloud_source ELSE 'declared' END, \
                  sync_mode = COALESCE(?5, sync_mode), \
+                 incident_settings = CASE WHEN ?6 THEN ?7 ELSE incident_settings END, \
                  updated_at = ?3 \
              WHERE name = ?4 \
              RETURNING ",
@@ -390,6 +400,14 @@ impl Store {
             .bind(now_ms())
             .bind(name)
             .bind(update.sync_mode.map(SyncMode::as_str))
+            .bind(update.incident_settings.is_some())
+            .bind(
+                update
+                    .incident_settings
+                    .as_ref()
+                    .filter(|settings| !settings.is_null())
+                    .map(serde_json::Value::to_string),
+            )
             .fetch_optional(&self.writer)
             .await?;
         row.as_ref().map(cluster_from_row).transpose()
@@ -595,6 +613,16 @@ fn cluster_from_row(row: &SqliteRow) -> Result<Cluster, StoreError> {
             health: parse(row, 22, "clusters.health")?,
             health_checked_at: row.try_get(23)?,
             last_revision: row.try_get(24)?,
+        },
+        incident_settings: {
+            let text: Option<String> = row.try_get(25)?;
+            text.map(|text| {
+                serde_json::from_str(&text).map_err(|e| StoreError::InvalidRow {
+                    column: "clusters.incident_settings",
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()?
         },
     })
 }

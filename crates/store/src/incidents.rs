@@ -323,23 +323,7 @@ impl Store {
         silences: &[(i64, Option<i64>)],
     ) -> Result<u64, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let mut found = 0;
-        for &(incident, silence) in silences {
-            let result = sqlx::query("UPDATE incidents SET silenced_by = ? WHERE id = ?")
-                .bind(silence)
-                .bind(incident)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| match (&e, silence) {
-                    (sqlx::Error::Database(db), Some(silence)) if db.is_foreign_key_violation() => {
-                        StoreError::NotFound {
-                            what: format!("silence {silence}"),
-                        }
-                    }
-                    _ => StoreError::Database(e),
-                })?;
-            found += result.rows_affected();
-        }
+        let found = mark_silenced(&mut tx, silences).await?;
         tx.commit().await?;
         Ok(found)
     }
@@ -457,4 +441,31 @@ fn incident_from_row(row: &SqliteRow) -> Result<IncidentRecord, StoreError> {
         logs: None,
         events: None,
     })
+}
+
+/// Marks incidents as muted by a silence (or not) within a transaction;
+/// unknown incidents are skipped, an unknown silence is
+/// [`StoreError::NotFound`]. Returns how many incidents were found.
+pub(crate) async fn mark_silenced(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    silences: &[(i64, Option<i64>)],
+) -> Result<u64, StoreError> {
+    let mut found = 0;
+    for &(incident, silence) in silences {
+        let result = sqlx::query("UPDATE incidents SET silenced_by = ? WHERE id = ?")
+            .bind(silence)
+            .bind(incident)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| match (&e, silence) {
+                (sqlx::Error::Database(db), Some(silence)) if db.is_foreign_key_violation() => {
+                    StoreError::NotFound {
+                        what: format!("silence {silence}"),
+                    }
+                }
+                _ => StoreError::Database(e),
+            })?;
+        found += result.rows_affected();
+    }
+    Ok(found)
 }

@@ -687,8 +687,10 @@ impl Store {
 
     /// Commits one step of the notifier in one transaction: saves the
     /// `groups`' states (inserted or replaced), forgets `deleted_groups`
-    /// (route id, group key), and queues `outbox`, due now. Returns the new
-    /// deliveries' ids, in order.
+    /// (route id, group key), queues `outbox`, due now, and marks which
+    /// silence mutes each incident of `silences` (as
+    /// [`Store::set_incident_silences`]). Returns the new deliveries' ids, in
+    /// order.
     ///
     /// Either all of it is written or nothing: a delivery to a receiver that
     /// does not exist is [`StoreError::NotFound`] and leaves every group
@@ -699,9 +701,11 @@ impl Store {
         groups: &[NotificationGroup],
         deleted_groups: &[(i64, String)],
         outbox: &[OutboxWrite],
+        silences: &[(i64, Option<i64>)],
     ) -> Result<Vec<i64>, StoreError> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
+        crate::incidents::mark_silenced(&mut tx, silences).await?;
         for group in groups {
             sqlx::query(
                 "INSERT INTO notification_groups (route_id, group_key, state, updated_at) \

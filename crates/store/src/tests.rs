@@ -192,6 +192,7 @@ async fn clusters_are_inserted_read_updated_and_deleted() {
         labels: Some(labels(&[("team", "sre")])),
         cloud: None,
         sync_mode: None,
+        incident_settings: None,
     };
     let updated = f
         .store
@@ -208,6 +209,7 @@ async fn clusters_are_inserted_read_updated_and_deleted() {
         labels: None,
         cloud: Some(Cloud::Gke),
         sync_mode: None,
+        incident_settings: None,
     };
     let updated = f
         .store
@@ -1130,6 +1132,44 @@ async fn syncs_queue_once_record_objects_inventory_and_cluster_state() {
         .unwrap()
         .unwrap();
     assert_eq!(updated.sync.mode, SyncMode::SelfHeal);
+    assert_eq!(updated.incident_settings, None);
+
+    // So are its incident settings: set, kept by other updates, removed.
+    let settings = serde_json::json!({"ignore_namespaces": ["batch"]});
+    let update = ClusterUpdate {
+        incident_settings: Some(settings.clone()),
+        ..ClusterUpdate::default()
+    };
+    let updated = f
+        .store
+        .update_cluster("edge", &update)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(updated.incident_settings.as_ref(), Some(&settings));
+    assert!(updated.updated_at >= updated.created_at);
+    let update = ClusterUpdate {
+        labels: Some(labels(&[("team", "sre")])),
+        ..ClusterUpdate::default()
+    };
+    let updated = f
+        .store
+        .update_cluster("edge", &update)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(updated.incident_settings.as_ref(), Some(&settings));
+    let update = ClusterUpdate {
+        incident_settings: Some(serde_json::Value::Null),
+        ..ClusterUpdate::default()
+    };
+    let updated = f
+        .store
+        .update_cluster("edge", &update)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(updated.incident_settings, None);
 
     // Deleting the cluster deletes its syncs and inventory.
     assert!(f.store.delete_cluster("edge").await.unwrap());
@@ -2153,6 +2193,7 @@ async fn notification_commits_are_atomic_and_survive_a_reopen() {
                 delivery(oncall.id, Some(route.id), "edge/OOMKilled"),
                 delivery(oncall.id, Some(other.id), "core"),
             ],
+            &[],
         )
         .await
         .unwrap();
@@ -2179,6 +2220,7 @@ async fn notification_commits_are_atomic_and_survive_a_reopen() {
                 delivery(oncall.id, Some(route.id), "edge/OOMKilled"),
                 delivery(999, Some(route.id), "new"),
             ],
+            &[],
         )
         .await
         .unwrap_err();
@@ -2208,6 +2250,7 @@ async fn notification_commits_are_atomic_and_survive_a_reopen() {
             ],
             &[(route.id, "gone".into())],
             &[delivery(oncall.id, Some(other.id), "core")],
+            &[],
         )
         .await
         .unwrap();
@@ -2225,12 +2268,12 @@ async fn notification_commits_are_atomic_and_survive_a_reopen() {
     );
     assert_eq!(deliveries[2].route_id, Some(route.id));
     f.store
-        .commit_notifications(&[], &[(route.id, "edge/OOMKilled".into())], &[])
+        .commit_notifications(&[], &[(route.id, "edge/OOMKilled".into())], &[], &[])
         .await
         .unwrap();
     assert!(f.store.load_notification_groups().await.unwrap().is_empty());
     f.store
-        .commit_notifications(&[group(route.id, "edge/OOMKilled", 3)], &[], &[])
+        .commit_notifications(&[group(route.id, "edge/OOMKilled", 3)], &[], &[], &[])
         .await
         .unwrap();
 
@@ -2278,6 +2321,7 @@ async fn deliveries_are_retried_given_up_listed_and_purged() {
                 write(audit.id, "b"),
                 write(oncall.id, "c"),
             ],
+            &[],
         )
         .await
         .unwrap();

@@ -729,6 +729,29 @@ fn detection() {
         ],
     );
     check(
+        "a failing workload whose last pod is gone (deleted, or a one-off pod) is healthy",
+        none(),
+        vec![
+            (
+                Step::Pod(stuck("CrashLoopBackOff"), T0),
+                &["CrashLoopBackOff Deployment/web/app x1 @web-1"],
+            ),
+            (Step::Deleted("web-1", T0 + 1), &[H]),
+            // a replacement that fails again is a new finding (the book's
+            // hold-down ends there)
+            (
+                Step::Pod(
+                    web(
+                        "web-4",
+                        app(0, waiting("CrashLoopBackOff"), Value::Null, false),
+                    ),
+                    T0 + 2,
+                ),
+                &["CrashLoopBackOff Deployment/web/app x1 @web-4"],
+            ),
+        ],
+    );
+    check(
         "a pod recreated under the same name starts afresh",
         none(),
         vec![

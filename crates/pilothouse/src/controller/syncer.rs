@@ -13,7 +13,7 @@ use pilothouse_fleet::{InventoryEntry, ObjectKey, SyncOptions, SyncOutcome};
 use pilothouse_render::{CloudProfiles, RenderOptions};
 use pilothouse_store::{
     Cluster, ClusterSyncStatus, Health, InventoryRecord, ObjectAction, ScanTrigger, SyncMode,
-    SyncObjectRecord, SyncRecord, SyncResult, SyncTrigger, cluster_credentials_context,
+    SyncObjectRecord, SyncRecord, SyncResult, SyncTrigger,
 };
 use serde_json::Value;
 use tokio::sync::watch;
@@ -395,20 +395,9 @@ impl Controller {
 
     /// A kube client for `cluster` from its sealed kubeconfig.
     pub(super) async fn client(&self, cluster: &Cluster) -> anyhow::Result<kube::Client> {
-        let sealed = self
-            .store
-            .cluster_credentials(&cluster.name)
-            .await?
-            .with_context(|| format!("cluster `{}` has no stored credentials", cluster.name))?;
-        let plaintext = self
-            .key
-            .open(&sealed, &cluster_credentials_context(&cluster.name))?;
-        let kubeconfig = pilothouse_fleet::validate_kubeconfig(
-            &String::from_utf8_lossy(&plaintext),
-            Some(&cluster.context),
-            &self.policy,
-        )
-        .context("the stored kubeconfig is no longer accepted")?;
+        let kubeconfig =
+            crate::credentials::stored_kubeconfig(&self.store, &self.key, &self.policy, cluster)
+                .await?;
         Ok(pilothouse_fleet::client_for(&kubeconfig, self.settings.call_timeout).await?)
     }
 

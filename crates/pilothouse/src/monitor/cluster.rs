@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use pilothouse_fleet::{WatchEvent, WatchedKind, event_summary, name_of};
 use pilothouse_incidents::{
-    Change, ChangeKind, Detector, Incident, IncidentBook, IncidentKey, IncidentStatus, Observation,
-    Reason, Workload,
+    Change, ChangeKind, DetectConfig, Detector, Finding, Healthy, Incident, IncidentBook,
+    IncidentKey, IncidentStatus, Observation, Reason, Workload,
 };
 use pilothouse_store::{
     IncidentQuery, IncidentRecord, IncidentStatus as StoredStatus, IncidentWrite,
@@ -17,7 +17,7 @@ use pilothouse_store::{
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
-use super::writer::{Capture, WriteRequest};
+use super::writer::{Capture, WriteRequest, WriterMessage};
 use super::{Monitor, now_ms};
 
 /// Warning events kept per pod, newest last.
@@ -41,6 +41,10 @@ pub(super) struct ClusterWatch {
     /// restored from the store for pods they already name are not counted
     /// again (they were counted before the restart).
     first_pod_list: bool,
+    /// The same for node findings, until the first node list.
+    first_node_list: bool,
+    /// Changes made while restoring, written when the watch starts.
+    startup: Vec<Change>,
     /// Recent warning events by pod (namespace, name).
     events: BTreeMap<(String, String), VecDeque<Value>>,
     event_order: VecDeque<(String, String)>,
@@ -54,20 +58,43 @@ impl ClusterWatch {
         monitor: Arc<Monitor>,
         cluster: String,
         client: kube::Client,
+        detect: DetectConfig,
     ) -> anyhow::Result<Self> {
+        // A watch of this cluster that just stopped may have changes queued:
+        // read the store once they are written.
+        let (done, written) = tokio::sync::oneshot::channel();
+        if monitor
+            .writer
+            .send(WriterMessage::Barrier(done))
+            .await
+            .is_ok()
+        {
+            let _ = written.await;
+        }
         let mut book = IncidentBook::new(super::millis(monitor.settings.hold_down));
         for record in stored_incidents(&monitor, &cluster).await? {
             if let Some(incident) = to_incident(&record) {
                 book.restore(incident);
             }
         }
+        // Incidents left unknown (the cluster was unreachable when
+        // Pilothouse stopped) stay unknown, and open ones turn unknown too,
+        // until the first list answers.
+        let startup = if book
+            .incidents()
+            .any(|incident| incident.status == IncidentStatus::Unknown)
+        {
+            book.cluster_unreachable()
+        } else {
+            Vec::new()
+        };
         let revision = monitor
             .store
             .get_cluster(&cluster)
             .await?
             .and_then(|c| c.sync.revision);
         Ok(Self {
-            detector: Detector::new(monitor.settings.detect.clone()),
+            detector: Detector::new(detect),
             monitor,
             cluster,
             client,
@@ -76,6 +103,8 @@ impl ClusterWatch {
             nodes: HashSet::new(),
             unreachable: HashSet::new(),
             first_pod_list: true,
+            first_node_list: true,
+            startup,
             events: BTreeMap::new(),
             event_order: VecDeque::new(),
             revision,
@@ -95,9 +124,12 @@ impl ClusterWatch {
             )));
         }
         drop(sender);
+        let startup = std::mem::take(&mut self.startup);
+        self.emit(startup, None).await;
         let mut tick = tokio::time::interval(self.monitor.settings.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut refresh = tokio::time::interval(std::time::Duration::from_secs(30));
+        let mut forget = tokio::time::interval(std::time::Duration::from_secs(3600));
         loop {
             tokio::select! {
                 () = super::stopped(&mut stop) => break,
@@ -107,6 +139,11 @@ impl ClusterWatch {
                 },
                 _ = tick.tick() => self.tick().await,
                 _ = refresh.tick() => self.refresh_revision().await,
+                _ = forget.tick() => {
+                    // as the store purges them
+                    let cutoff = now_ms() - super::millis(self.monitor.settings.retention);
+                    self.book.forget_resolved_before(cutoff);
+                }
             }
         }
         for task in watches {
@@ -160,8 +197,35 @@ impl ClusterWatch {
                     self.pods.remove(&(namespace.clone(), name.clone()));
                     observations.extend(self.detector.pod_deleted(&namespace, &name, now));
                 }
-                self.first_pod_list = false;
+                if std::mem::take(&mut self.first_pod_list) {
+                    // Restored incidents whose workload has no pod any more
+                    // (deleted while Pilothouse was down) can resolve.
+                    let gone: Vec<Observation> = self
+                        .book
+                        .incidents()
+                        .filter(|incident| incident.status != IncidentStatus::Resolved)
+                        .filter_map(|incident| {
+                            let namespace = incident.key.namespace.as_deref()?;
+                            (!self.detector.has_pods(namespace, &incident.key.workload)).then(
+                                || {
+                                    Observation::Healthy(Healthy {
+                                        namespace: Some(namespace.to_owned()),
+                                        workload: incident.key.workload.clone(),
+                                        reasons: None,
+                                        pod: None,
+                                        at_ms: now,
+                                    })
+                                },
+                            )
+                        })
+                        .collect();
+                    observations.extend(gone);
+                }
                 self.observe(observations, None).await;
+                if !self.book.is_reachable() && self.unreachable.is_empty() {
+                    let changes = self.book.cluster_reachable();
+                    self.emit(changes, None).await;
+                }
             }
             WatchEvent::Applied {
                 kind: WatchedKind::Node,
@@ -191,6 +255,7 @@ impl ClusterWatch {
                     self.nodes.remove(&name);
                     observations.extend(self.detector.node_deleted(&name, now));
                 }
+                self.first_node_list = false;
                 self.observe(observations, None).await;
             }
             WatchEvent::Applied {
@@ -214,6 +279,9 @@ impl ClusterWatch {
                     self.emit(changes, None).await;
                 }
             }
+            WatchEvent::Refused { kind, message } => {
+                tracing::warn!(cluster = %self.cluster, watch = kind.plural(), %message, "the cluster refuses this watch; its credentials may be too weak");
+            }
             WatchEvent::Reachable { kind } => {
                 if self.unreachable.remove(&kind) && self.unreachable.is_empty() {
                     tracing::info!(cluster = %self.cluster, "cluster reachable again");
@@ -229,8 +297,7 @@ impl ClusterWatch {
         let mut changes = Vec::new();
         for observation in observations {
             if let Observation::Finding(finding) = &observation
-                && self.first_pod_list
-                && self.already_counted(&finding.key, finding.pod.as_deref())
+                && self.already_counted(finding)
             {
                 continue;
             }
@@ -239,13 +306,18 @@ impl ClusterWatch {
         self.emit(changes, pod).await;
     }
 
-    /// Whether a restored open incident already names this pod: its current
-    /// failure was counted before Pilothouse restarted.
-    fn already_counted(&self, key: &IncidentKey, pod: Option<&str>) -> bool {
-        let Some(pod) = pod else { return false };
-        self.book.get(key).is_some_and(|incident| {
-            incident.status != IncidentStatus::Resolved && incident.pods.contains(pod)
-        })
+    /// Whether a finding is a failure counted before Pilothouse restarted:
+    /// until the first list of pods (nodes), a restored unresolved incident
+    /// that already names the finding's pod (node).
+    fn already_counted(&self, finding: &Finding) -> bool {
+        let named = |incident: &Incident| match (&finding.pod, &finding.node) {
+            (Some(pod), _) => self.first_pod_list && incident.pods.contains(pod),
+            (None, Some(node)) => self.first_node_list && incident.nodes.contains(node),
+            (None, None) => false,
+        };
+        self.book
+            .get(&finding.key)
+            .is_some_and(|incident| incident.status != IncidentStatus::Resolved && named(incident))
     }
 
     async fn emit(&mut self, changes: Vec<Change>, pod: Option<&Value>) {
@@ -255,7 +327,7 @@ impl ClusterWatch {
                 _ => None,
             };
             let write = to_write(&self.cluster, &change.incident, self.revision.clone());
-            let request = WriteRequest { write, capture };
+            let request = WriterMessage::Write(Box::new(WriteRequest { write, capture }));
             if self.monitor.writer.send(request).await.is_err() {
                 return;
             }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use pilothouse_fleet::{KubeconfigPolicy, WatchOptions};
 use pilothouse_incidents::DetectConfig;
-use pilothouse_store::{Cluster, MasterKey, Store, cluster_credentials_context};
+use pilothouse_store::{Cluster, MasterKey, Store};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -69,7 +69,7 @@ pub struct Monitor {
     policy: Arc<KubeconfigPolicy>,
     settings: MonitorSettings,
     /// Into the single writer.
-    writer: mpsc::Sender<writer::WriteRequest>,
+    writer: mpsc::Sender<writer::WriterMessage>,
     /// Wakes the dispatcher: routes, receivers or silences changed.
     notifications_changed: Notify,
     /// Wakes the delivery worker: something was enqueued.
@@ -100,7 +100,13 @@ impl Monitor {
             clusters_changed: Notify::new(),
         });
         let tasks = vec![
-            tokio::spawn(writer::run(store, received, written, settings.call_timeout)),
+            tokio::spawn(writer::run(
+                store,
+                received,
+                written,
+                settings.call_timeout,
+                stop.clone(),
+            )),
             tokio::spawn(Arc::clone(&monitor).supervise(stop.clone())),
             tokio::spawn(Arc::clone(&monitor).purge(stop.clone())),
             tokio::spawn(Arc::clone(&monitor).dispatch(incidents, stop.clone())),
@@ -172,20 +178,9 @@ impl Monitor {
         self: &Arc<Self>,
         cluster: &Cluster,
     ) -> anyhow::Result<(JoinHandle<()>, watch::Sender<bool>)> {
-        let sealed = self
-            .store
-            .cluster_credentials(&cluster.name)
-            .await?
-            .with_context(|| format!("cluster `{}` has no stored credentials", cluster.name))?;
-        let plaintext = self
-            .key
-            .open(&sealed, &cluster_credentials_context(&cluster.name))?;
-        let kubeconfig = pilothouse_fleet::validate_kubeconfig(
-            &String::from_utf8_lossy(&plaintext),
-            Some(&cluster.context),
-            &self.policy,
-        )
-        .context("the stored kubeconfig is no longer accepted")?;
+        let kubeconfig =
+            crate::credentials::stored_kubeconfig(&self.store, &self.key, &self.policy, cluster)
+                .await?;
         // Reads may wait for a whole watch request, plus some slack.
         let read_timeout = self.settings.watch.watch_timeout + Duration::from_secs(30);
         let client = pilothouse_fleet::watch_client_for(
@@ -194,8 +189,17 @@ impl Monitor {
             read_timeout,
         )
         .await?;
+        let detect = match &cluster.incident_settings {
+            None => self.settings.detect.clone(),
+            Some(settings) => {
+                let own: DetectConfig = serde_json::from_value(settings.clone())
+                    .context("the cluster's incident settings are unreadable")?;
+                self.settings.detect.merged(&own)
+            }
+        };
         let watch =
-            cluster::ClusterWatch::new(Arc::clone(self), cluster.name.clone(), client).await?;
+            cluster::ClusterWatch::new(Arc::clone(self), cluster.name.clone(), client, detect)
+                .await?;
         let (stop, stopped) = watch::channel(false);
         Ok((tokio::spawn(watch.run(stopped)), stop))
     }
@@ -235,12 +239,23 @@ impl pilothouse_api::IncidentControl for MonitorHandle {
 }
 
 /// A cluster's running watch: its registration, task and stop switch.
-type Running = ((i64, i64), JoinHandle<()>, watch::Sender<bool>);
+type Running = (Registration, JoinHandle<()>, watch::Sender<bool>);
 
-/// What identifies a cluster's registration and credentials: a watch is
-/// restarted when it changes (re-registered, new kubeconfig).
-fn registration(cluster: &Cluster) -> (i64, i64) {
-    (cluster.created_at, cluster.updated_at)
+/// See [`registration`].
+type Registration = (i64, String, Option<String>);
+
+/// What a cluster's watch depends on: it is restarted when this changes
+/// (re-registered with a new kubeconfig, other incident settings), not for
+/// labels or a sync mode.
+fn registration(cluster: &Cluster) -> Registration {
+    (
+        cluster.created_at,
+        cluster.context.clone(),
+        cluster
+            .incident_settings
+            .as_ref()
+            .map(serde_json::Value::to_string),
+    )
 }
 
 /// Resolves when `stop` turns true (or its sender is gone).

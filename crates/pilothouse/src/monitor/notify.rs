@@ -10,7 +10,7 @@
 //! and recording it resends that one notification, with the same
 //! `Idempotency-Key` (and email `Message-ID`) so receivers can drop it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +62,7 @@ impl Monitor {
             }
         };
         let mut arrived = Vec::new();
+        let mut reload_pending = false;
         loop {
             let now = now_ms();
             let mut flush = state.dispatcher.due(now);
@@ -75,7 +76,11 @@ impl Monitor {
                 .map_or(IDLE, |at| {
                     Duration::from_millis(u64::try_from((at - now_ms()).max(0)).unwrap_or(0))
                 })
-                .min(IDLE);
+                .min(if reload_pending {
+                    Duration::from_secs(1)
+                } else {
+                    IDLE
+                });
             tokio::select! {
                 () = stopped(&mut stop) => return,
                 () = tokio::time::sleep(wait) => {}
@@ -89,9 +94,16 @@ impl Monitor {
                         state.observed_marks.push((id, mark));
                     }
                 }
-                () = self.notifications_changed.notified() => {
-                    if let Err(error) = state.reload(&self).await {
-                        tracing::error!(error = format!("{error:#}"), "reloading notification settings failed");
+                () = self.notifications_changed.notified() => reload_pending = true,
+            }
+            if reload_pending {
+                match state.reload(&self).await {
+                    Ok(()) => reload_pending = false,
+                    Err(error) => {
+                        tracing::error!(
+                            error = format!("{error:#}"),
+                            "reloading notification settings failed; retrying"
+                        );
                     }
                 }
             }
@@ -155,13 +167,7 @@ impl Monitor {
             .difference(&unresolved)
             .copied()
             .collect();
-        let stored: HashMap<i64, IncidentRecord> = self
-            .store
-            .incidents_by_ids(&held)
-            .await?
-            .into_iter()
-            .map(|record| (record.id, record))
-            .collect();
+        let stored = self.incidents_by_id(&held).await?;
         for id in held {
             let alert = match stored.get(&id) {
                 Some(record) => Alert {
@@ -221,13 +227,7 @@ impl Monitor {
             .flat_map(|n| n.firing.iter().chain(&n.resolved))
             .copied()
             .collect();
-        let records: HashMap<i64, IncidentRecord> = self
-            .store
-            .incidents_by_ids(&ids)
-            .await?
-            .into_iter()
-            .map(|record| (record.id, record))
-            .collect();
+        let records = self.incidents_by_id(&ids).await?;
         let mut outbox = Vec::new();
         for notification in &flush.notifications {
             let Some(receiver) = state.receivers.get(&notification.receiver_id) else {
@@ -268,13 +268,31 @@ impl Monitor {
                 })
             })
             .collect::<Result<Vec<_>, serde_json::Error>>()?;
+        // A receiver deleted since the routes were read gets nothing (its
+        // routes went first, and the reload that follows drops them).
+        let receivers: HashSet<i64> = self
+            .store
+            .list_receivers()
+            .await?
+            .into_iter()
+            .map(|receiver| receiver.id)
+            .collect();
+        outbox.retain(|write| receivers.contains(&write.receiver_id));
         self.store
-            .commit_notifications(&groups, &flush.deleted_groups, &outbox)
+            .commit_notifications(&groups, &flush.deleted_groups, &outbox, &flush.silenced)
             .await?;
-        if !flush.silenced.is_empty() {
-            self.store.set_incident_silences(&flush.silenced).await?;
-        }
         Ok(outbox.len())
+    }
+
+    /// The stored incidents with these ids, by id (purged ones are absent).
+    async fn incidents_by_id(&self, ids: &[i64]) -> anyhow::Result<HashMap<i64, IncidentRecord>> {
+        Ok(self
+            .store
+            .incidents_by_ids(ids)
+            .await?
+            .into_iter()
+            .map(|record| (record.id, record))
+            .collect())
     }
 
     /// Sends what the outbox holds, retrying failures with backoff.
@@ -286,18 +304,30 @@ impl Monitor {
                 return;
             }
         };
+        // Deliveries whose outcome could not be recorded: not sent again
+        // until this time (the store still says they are due).
+        let mut held: HashMap<i64, i64> = HashMap::new();
         loop {
             let now = now_ms();
+            held.retain(|_, until| *until > now);
+            let mut attempted = 0;
             match self.store.due_deliveries(now, 64).await {
                 Ok(due) => {
                     let attempts: Vec<_> = due
                         .into_iter()
+                        .filter(|record| !held.contains_key(&record.id))
                         .map(|record| self.deliver_one(&deliverer, record))
                         .collect();
-                    futures::stream::iter(attempts)
+                    attempted = attempts.len();
+                    let outcomes: Vec<(i64, bool)> = futures::stream::iter(attempts)
                         .buffer_unordered(DELIVERIES)
-                        .collect::<Vec<()>>()
+                        .collect()
                         .await;
+                    for (id, recorded) in outcomes {
+                        if !recorded {
+                            held.insert(id, now + millis(Duration::from_secs(30)));
+                        }
+                    }
                 }
                 Err(error) => tracing::warn!(%error, "reading the outbox failed"),
             }
@@ -308,9 +338,11 @@ impl Monitor {
                 _ => IDLE,
             }
             .min(IDLE);
-            if wait.is_zero() {
+            if wait.is_zero() && attempted > 0 {
                 continue;
             }
+            // never spin: what is due may all be held
+            let wait = wait.max(Duration::from_millis(250));
             tokio::select! {
                 () = stopped(&mut stop) => return,
                 () = tokio::time::sleep(wait) => {}
@@ -319,8 +351,9 @@ impl Monitor {
         }
     }
 
-    /// One attempt at one delivery, and its outcome recorded.
-    async fn deliver_one(&self, deliverer: &Deliverer, record: OutboxRecord) {
+    /// One attempt at one delivery, and its outcome recorded: its id, and
+    /// whether the outcome could be recorded.
+    async fn deliver_one(&self, deliverer: &Deliverer, record: OutboxRecord) -> (i64, bool) {
         let outcome = self.attempt(deliverer, &record).await;
         let now = now_ms();
         let recorded = match outcome {
@@ -344,8 +377,12 @@ impl Monitor {
                     .await
             }
         };
-        if let Err(error) = recorded {
-            tracing::warn!(delivery = record.id, %error, "recording a delivery failed");
+        match recorded {
+            Ok(_) => (record.id, true),
+            Err(error) => {
+                tracing::warn!(delivery = record.id, %error, "recording a delivery failed");
+                (record.id, false)
+            }
         }
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use pilothouse_fleet::LogRequest;
 use pilothouse_store::{IncidentWrite, Store};
 use serde_json::Value;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 /// Changes written in one transaction at most.
 const BATCH: usize = 2000;
@@ -23,6 +23,15 @@ const LOG_BYTES: u32 = 64 * 1024;
 const EVENTS: usize = 20;
 /// Captures running at once.
 const CAPTURES: usize = 8;
+
+/// What the writer is sent.
+pub(super) enum WriterMessage {
+    /// An incident's new state.
+    Write(Box<WriteRequest>),
+    /// Answered once everything sent before it is written (a cluster's
+    /// watch restarting reads the store only after its old writes landed).
+    Barrier(oneshot::Sender<()>),
+}
 
 /// One incident's new state, and what to capture if it is new.
 pub(super) struct WriteRequest {
@@ -49,61 +58,103 @@ pub(super) struct Capture {
     pub warnings: Vec<Value>,
 }
 
-/// Writes what arrives on `requests` until every sender is gone, sending
-/// each written incident (id and state) to `written`.
+/// Writes what arrives on `requests`, sending each written incident (id
+/// and state) to `written`, until every sender is gone or `stop` turns
+/// true; then what was already sent is written before it returns.
 pub(super) async fn run(
     store: Store,
-    mut requests: mpsc::Receiver<WriteRequest>,
+    mut requests: mpsc::Receiver<WriterMessage>,
     written: mpsc::UnboundedSender<(i64, IncidentWrite)>,
     capture_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
 ) {
     let captures = Arc::new(Semaphore::new(CAPTURES));
     let mut batch = Vec::with_capacity(BATCH);
-    while requests.recv_many(&mut batch, BATCH).await > 0 {
-        // The last state of each incident wins; the first capture is kept.
-        let mut order: Vec<IncidentWrite> = Vec::with_capacity(batch.len());
-        let mut captures_by: HashMap<usize, Capture> = HashMap::new();
-        let mut index: HashMap<Key, usize> = HashMap::new();
-        for request in batch.drain(..) {
-            let key = Key::of(&request.write);
-            let at = match index.get(&key) {
-                Some(&at) => {
-                    order[at] = request.write;
-                    at
-                }
-                None => {
-                    index.insert(key, order.len());
-                    order.push(request.write);
-                    order.len() - 1
-                }
-            };
-            if let Some(capture) = request.capture {
-                captures_by.entry(at).or_insert(capture);
-            }
-        }
-        let ids = loop {
-            match store.write_incidents(&order).await {
-                Ok(ids) => break ids,
-                Err(error) => {
-                    tracing::error!(%error, "writing incidents failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
+    loop {
+        let received = tokio::select! {
+            received = requests.recv_many(&mut batch, BATCH) => received,
+            () = super::stopped(&mut stop) => {
+                // nothing new is taken; what is queued is still written
+                requests.close();
+                requests.recv_many(&mut batch, BATCH).await
             }
         };
-        for (at, (id, write)) in ids.into_iter().zip(order).enumerate() {
-            let Some(id) = id else { continue };
-            if let Some(capture) = captures_by.remove(&at) {
-                let store = store.clone();
-                let captures = Arc::clone(&captures);
-                tokio::spawn(async move {
-                    let Ok(_slot) = captures.acquire().await else {
-                        return;
-                    };
-                    capture_into(&store, id, capture, capture_timeout).await;
-                });
-            }
-            let _ = written.send((id, write));
+        if received == 0 {
+            return;
         }
+        let mut barriers = Vec::new();
+        let writes: Vec<WriteRequest> = batch
+            .drain(..)
+            .filter_map(|message| match message {
+                WriterMessage::Write(request) => Some(*request),
+                WriterMessage::Barrier(done) => {
+                    barriers.push(done);
+                    None
+                }
+            })
+            .collect();
+        write_batch(&store, writes, &written, &captures, capture_timeout).await;
+        for done in barriers {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Writes one batch in one transaction (retried until it succeeds), then
+/// starts the captures of new incidents and passes the written ones on.
+async fn write_batch(
+    store: &Store,
+    batch: Vec<WriteRequest>,
+    written: &mpsc::UnboundedSender<(i64, IncidentWrite)>,
+    captures: &Arc<Semaphore>,
+    capture_timeout: Duration,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    // The last state of each incident wins; the first capture is kept.
+    let mut order: Vec<IncidentWrite> = Vec::with_capacity(batch.len());
+    let mut captures_by: HashMap<usize, Capture> = HashMap::new();
+    let mut index: HashMap<Key, usize> = HashMap::new();
+    for request in batch {
+        let key = Key::of(&request.write);
+        let at = match index.get(&key) {
+            Some(&at) => {
+                order[at] = request.write;
+                at
+            }
+            None => {
+                index.insert(key, order.len());
+                order.push(request.write);
+                order.len() - 1
+            }
+        };
+        if let Some(capture) = request.capture {
+            captures_by.entry(at).or_insert(capture);
+        }
+    }
+    let ids = loop {
+        match store.write_incidents(&order).await {
+            Ok(ids) => break ids,
+            Err(error) => {
+                tracing::error!(%error, "writing incidents failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    for (at, (id, write)) in ids.into_iter().zip(order).enumerate() {
+        let Some(id) = id else { continue };
+        if let Some(capture) = captures_by.remove(&at) {
+            let store = store.clone();
+            let captures = Arc::clone(captures);
+            tokio::spawn(async move {
+                let Ok(_slot) = captures.acquire().await else {
+                    return;
+                };
+                capture_into(&store, id, capture, capture_timeout).await;
+            });
+        }
+        let _ = written.send((id, write));
     }
 }
 
