@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Finding, Healthy, IncidentKey, Observation};
 
+/// At most this many pods (and nodes) are named in an incident; the count
+/// goes on.
+pub const MAX_NAMES: usize = 100;
+
 /// How long an incident must stay healthy before it resolves: two minutes.
 pub const DEFAULT_HOLD_DOWN_MS: i64 = 2 * 60 * 1000;
 
@@ -31,9 +35,9 @@ pub struct Incident {
     /// The sum of the findings' occurrences, over the incident's whole life
     /// (reopening does not reset it).
     pub count: u64,
-    /// Every pod it was seen in.
+    /// The pods it was seen in (the first [`MAX_NAMES`]).
     pub pods: BTreeSet<String>,
-    /// Every node it was seen on.
+    /// The nodes it was seen on (the first [`MAX_NAMES`]).
     pub nodes: BTreeSet<String>,
     /// The first finding's time.
     pub first_seen_ms: i64,
@@ -179,8 +183,14 @@ impl IncidentBook {
         incident.count = incident
             .count
             .saturating_add(u64::from(finding.occurrences));
-        incident.pods.extend(finding.pod.clone());
-        incident.nodes.extend(finding.node.clone());
+        // bounded: a crash-looping Job or a long-lived Deployment goes
+        // through many pods; the first ones tell the story, the count the rest
+        if incident.pods.len() < MAX_NAMES {
+            incident.pods.extend(finding.pod.clone());
+        }
+        if incident.nodes.len() < MAX_NAMES {
+            incident.nodes.extend(finding.node.clone());
+        }
         incident.first_seen_ms = incident.first_seen_ms.min(finding.at_ms);
         incident.last_seen_ms = incident.last_seen_ms.max(finding.at_ms);
         incident.last_exit_code = finding.exit_code.or(incident.last_exit_code);
@@ -574,6 +584,29 @@ mod tests {
             container: Some("app".into()),
             reason: Reason::Error,
         }
+    }
+
+    #[test]
+    fn an_incident_names_at_most_max_names_pods_and_counts_them_all() {
+        let mut book = IncidentBook::default();
+        for n in 0..150 {
+            book.apply(&Finding {
+                key: key(),
+                pod: Some(format!("web-{n:03}")),
+                node: Some(format!("node-{n:03}")),
+                container: Some("app".into()),
+                exit_code: Some(1),
+                message: None,
+                image: None,
+                occurrences: 1,
+                at_ms: T0 + n,
+            });
+        }
+        let incident = book.get(&key()).expect("incident");
+        assert_eq!(incident.count, 150);
+        assert_eq!(incident.pods.len(), MAX_NAMES);
+        assert_eq!(incident.nodes.len(), MAX_NAMES);
+        assert!(incident.pods.contains("web-000") && !incident.pods.contains("web-149"));
     }
 
     #[test]

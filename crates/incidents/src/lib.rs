@@ -60,7 +60,7 @@ mod workload;
 use serde::{Deserialize, Serialize};
 
 pub use crate::book::{
-    Change, ChangeKind, DEFAULT_HOLD_DOWN_MS, Incident, IncidentBook, IncidentStatus,
+    Change, ChangeKind, DEFAULT_HOLD_DOWN_MS, Incident, IncidentBook, IncidentStatus, MAX_NAMES,
 };
 pub use crate::config::{DEFAULT_PENDING_THRESHOLD_MS, DetectConfig, NamePattern};
 pub use crate::detect::{Detector, Finding, Healthy, Observation};
