@@ -22,6 +22,12 @@
 //!   they are still there; unchanged objects reused from the previous
 //!   observation. It changes nothing on the cluster and compares nothing: the
 //!   `drift` crate does, purely;
+//! - [`export`] and [`restore`]: the cluster side of backup, restore and
+//!   migration. [`export`] reads chosen namespaces' live objects and the
+//!   cluster-scoped objects they need, cleaned for re-creation; [`restore`]
+//!   renames namespaces and storage classes, checks that the storage classes
+//!   exist on the target, and applies through [`sync`] in dependency order
+//!   (or dry-runs through [`observe`]). The archive is the caller's;
 //! - [`watch`]: resumable watches of Pods, Nodes and Warning Events (list,
 //!   watch from the last resourceVersion, relist only on 410 Gone, backoff,
 //!   reachability), and [`container_logs`] / [`pod_events`] for what an
@@ -32,6 +38,7 @@
 //! certificate, exec plugin output) reach an error message, a log line or a
 //! `Debug` output.
 
+mod backup;
 mod cloud;
 mod health;
 mod kubeconfig;
@@ -40,6 +47,10 @@ mod sync;
 mod watch;
 mod yaml;
 
+pub use backup::{
+    ExportError, ExportOptions, ExportedObjects, RestoreAction, RestoreError, RestoreOptions,
+    RestoreReport, RestoreSummary, RestoredObject, SkippedObject, Unreadable, export, restore,
+};
 pub use cloud::detect_cloud;
 pub use health::{CheckError, CheckSettings, check_and_record, run_checks};
 pub use kubeconfig::{

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod backup;
 mod client;
 mod cluster;
 mod drift;
@@ -41,6 +42,12 @@ enum Command {
     Drift(drift::DriftArgs),
     /// List, show and acknowledge pod and node incidents across the fleet.
     Incidents(incidents::IncidentsArgs),
+    /// Write one archive of the store and, on request, clusters' live objects.
+    Backup(backup::BackupArgs),
+    /// Verify an archive, then restore the store or a cluster's objects.
+    Restore(backup::RestoreArgs),
+    /// Move namespaces from one cluster to another, with its cloud's storage classes.
+    Migrate(backup::MigrateArgs),
 }
 
 impl Cli {
@@ -54,6 +61,9 @@ impl Cli {
             Command::Sync(args) => sync::run(args),
             Command::Drift(args) => drift::run(args),
             Command::Incidents(args) => incidents::run(args),
+            Command::Backup(args) => backup::backup(args),
+            Command::Restore(args) => backup::restore(args),
+            Command::Migrate(args) => backup::migrate(args),
         };
         match outcome {
             Ok(code) => code,

@@ -1,6 +1,7 @@
-//! Every call a sync makes to the cluster: each bounded by the call timeout,
-//! and none at all once the cluster has stopped answering, so a dead cluster
-//! ends a sync in about one timeout instead of one per object.
+//! Every call a sync makes to the cluster (exports and restores share them):
+//! each bounded by the call timeout, and none at all once the cluster has
+//! stopped answering, so a dead cluster ends a sync in about one timeout
+//! instead of one per object.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
@@ -28,11 +29,11 @@ const MAX_MESSAGE: usize = 1000;
 const LIST_PAGE: u32 = 500;
 /// Up to this many namespaces, a kind is listed namespace by namespace;
 /// beyond, across all namespaces at once.
-const NAMESPACED_LISTS: usize = 8;
+pub(crate) const NAMESPACED_LISTS: usize = 8;
 
 /// How a call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum CallError {
+pub(crate) enum CallError {
     /// The API server refused, with its explanation.
     Api {
         /// HTTP status code.
@@ -52,7 +53,7 @@ pub(super) enum CallError {
 
 impl CallError {
     /// The message shown on the object.
-    pub(super) fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         match self {
             Self::Api { message, .. }
             | Self::NotServed(message)
@@ -92,7 +93,7 @@ impl CallError {
 
 /// A kind as the cluster serves it.
 #[derive(Debug, Clone)]
-pub(super) struct Resolved {
+pub(crate) struct Resolved {
     /// Group, version, kind and plural.
     pub resource: ApiResource,
     /// Whether objects of the kind live in namespaces.
@@ -104,7 +105,7 @@ type ServedKinds = Result<Arc<HashMap<String, Resolved>>, CallError>;
 
 /// A live object as a sync needs it.
 #[derive(Debug, Clone)]
-pub(super) struct Live {
+pub(crate) struct Live {
     /// `metadata.resourceVersion`.
     pub resource_version: String,
     /// `metadata.uid`.
@@ -160,13 +161,13 @@ type Listed = HashMap<(Option<String>, String), Live>;
 
 /// What lists of live objects found.
 #[derive(Debug, Default)]
-pub(super) struct LiveSet {
+pub(crate) struct LiveSet {
     lists: HashMap<ListScope, Result<Listed, CallError>>,
 }
 
 impl LiveSet {
     /// The live object, `None` when it does not exist, or why that is not known.
-    pub(super) fn get(
+    pub(crate) fn get(
         &self,
         kind: &Resolved,
         namespace: Option<&str>,
@@ -193,7 +194,7 @@ impl LiveSet {
 }
 
 /// The calls of one sync (or one health assessment).
-pub(super) struct Calls<'a> {
+pub(crate) struct Calls<'a> {
     client: &'a Client,
     options: &'a SyncOptions,
     /// Why calls stopped: the first call that went unanswered.
@@ -203,7 +204,7 @@ pub(super) struct Calls<'a> {
 }
 
 impl<'a> Calls<'a> {
-    pub(super) fn new(client: &'a Client, options: &'a SyncOptions) -> Self {
+    pub(crate) fn new(client: &'a Client, options: &'a SyncOptions) -> Self {
         Self {
             client,
             options,
@@ -218,12 +219,12 @@ impl<'a> Calls<'a> {
     }
 
     /// Calls in flight at once.
-    pub(super) fn concurrency(&self) -> usize {
+    pub(crate) fn concurrency(&self) -> usize {
         self.options.concurrency.max(1)
     }
 
     /// Why the cluster is no longer called, if it is not.
-    pub(super) fn stopped(&self) -> Option<String> {
+    pub(crate) fn stopped(&self) -> Option<String> {
         self.stopped
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -232,7 +233,7 @@ impl<'a> Calls<'a> {
 
     /// Makes one call, bounded by the call timeout; none once the cluster
     /// stopped answering. A call that goes unanswered stops the others.
-    pub(super) async fn call<T>(
+    pub(crate) async fn call<T>(
         &self,
         request: impl Future<Output = kube::Result<T>>,
     ) -> Result<T, CallError> {
@@ -256,7 +257,7 @@ impl<'a> Calls<'a> {
 
     /// Learns the kinds of the given apiVersions that are not known yet: one
     /// call per apiVersion, never a discovery of every group.
-    pub(super) async fn discover(&self, api_versions: impl IntoIterator<Item = String>) {
+    pub(crate) async fn discover(&self, api_versions: impl IntoIterator<Item = String>) {
         let missing: BTreeSet<String> = {
             let served = self.served.lock().unwrap_or_else(PoisonError::into_inner);
             api_versions
@@ -339,7 +340,7 @@ impl<'a> Calls<'a> {
     }
 
     /// The resource of a kind, from what [`Calls::discover`] learnt.
-    pub(super) fn resolve(&self, api_version: &str, kind: &str) -> Result<Resolved, CallError> {
+    pub(crate) fn resolve(&self, api_version: &str, kind: &str) -> Result<Resolved, CallError> {
         let served = self.served.lock().unwrap_or_else(PoisonError::into_inner);
         match served.get(api_version) {
             None => Err(CallError::Other(format!(
@@ -388,7 +389,7 @@ impl<'a> Calls<'a> {
     /// Lists the live objects of the given kinds and namespaces, once per kind
     /// and namespace (across all namespaces beyond a few): whole objects for
     /// the kinds `whole` picks, metadata only for the rest.
-    pub(super) async fn read_lists<'k>(
+    pub(crate) async fn read_lists<'k>(
         &self,
         wanted: impl IntoIterator<Item = (&'k Resolved, Option<&'k str>)>,
         whole: impl Fn(&Resolved) -> bool,
@@ -432,6 +433,21 @@ impl<'a> Calls<'a> {
             .collect()
             .await;
         LiveSet { lists }
+    }
+
+    /// The whole objects of a kind (in one namespace, or all), page by page.
+    pub(crate) async fn list_whole(
+        &self,
+        kind: &Resolved,
+        namespace: Option<&str>,
+    ) -> Result<Vec<Value>, CallError> {
+        let listed = self.list(kind, namespace, true).await?;
+        Ok(listed.into_values().map(|live| live.object).collect())
+    }
+
+    /// The client the calls are made with.
+    pub(crate) fn client(&self) -> &Client {
+        self.client
     }
 
     async fn list(

@@ -37,6 +37,12 @@ pub(super) fn parse_all(desired: Vec<Value>) -> Result<Vec<Manifest>, SyncError>
     Ok(manifests)
 }
 
+/// Checks every value the way [`parse_all`] does, without keeping anything:
+/// the same errors before any call is made.
+pub(crate) fn check_all(desired: &[Value]) -> Result<(), SyncError> {
+    parse_all(desired.to_vec()).map(drop)
+}
+
 fn parse(body: Value) -> Result<Manifest, String> {
     let text = |pointer: &str| {
         body.pointer(pointer)

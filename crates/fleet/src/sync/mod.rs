@@ -30,8 +30,11 @@ use serde::{Deserialize, Serialize};
 
 pub use apply::sync;
 pub use assess::assess_health;
+pub(crate) use calls::{CallError, Calls, NAMESPACED_LISTS, Resolved};
+pub(crate) use manifest::check_all;
 pub use object_health::{Health, HealthContext, object_health};
 pub use observe::{ExtraObservation, Observation, Observed, PreviousObservation, observe};
+pub(crate) use order::sync_order;
 pub use pilothouse_store::ObjectAction;
 
 /// The annotation that keeps an object from being pruned: with the value

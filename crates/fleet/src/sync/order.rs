@@ -78,7 +78,7 @@ pub(super) fn apply_order(key: &ObjectKey) -> (usize, &str, &str, Option<&str>, 
 /// Sort key of an object in the order a whole sync applies it: foundation kinds
 /// (Namespaces, CustomResourceDefinitions) first, then the rest, each part in
 /// [`apply_order`].
-pub(super) fn sync_order(key: &ObjectKey) -> (bool, (usize, &str, &str, Option<&str>, &str)) {
+pub(crate) fn sync_order(key: &ObjectKey) -> (bool, (usize, &str, &str, Option<&str>, &str)) {
     (!is_foundation(&key.group, &key.kind), apply_order(key))
 }
 

@@ -138,7 +138,17 @@ impl Drop for Server {
 }
 
 pub fn serve(repo: &Repo, extra: &[&str]) -> Server {
-    let data = tempfile::tempdir().unwrap();
+    serve_in(repo, extra, tempfile::tempdir().unwrap(), None)
+}
+
+/// `serve` on a given data directory; the token is read from its
+/// `admin.token` unless given.
+pub fn serve_in(
+    repo: &Repo,
+    extra: &[&str],
+    data: tempfile::TempDir,
+    token: Option<String>,
+) -> Server {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -153,10 +163,12 @@ pub fn serve(repo: &Repo, extra: &[&str]) -> Server {
     ];
     args.extend(extra.iter().map(|arg| (*arg).to_owned()));
     let (child, logs) = start(&args, data.path(), port);
-    let token = std::fs::read_to_string(data.path().join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let token = token.unwrap_or_else(|| {
+        std::fs::read_to_string(data.path().join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    });
     Server {
         child,
         url: format!("http://127.0.0.1:{port}"),

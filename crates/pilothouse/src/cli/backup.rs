@@ -1,0 +1,718 @@
+//! `pilothouse backup`, `restore` and `migrate`: archives of the store and
+//! of clusters' live objects, restores of either, and moves of workloads
+//! from one cluster to another with the target cloud's storage classes.
+//!
+//! They work on the service's data directory directly (its store, read
+//! with a consistent `VACUUM INTO` copy while `serve` runs, and its master
+//! key, to reach clusters); they need no running service.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, ValueEnum};
+use pilothouse_backup::{ArchiveWriter, ManifestInfo, VerifiedArchive, WriterOptions};
+use pilothouse_fleet::{
+    ExportOptions, KubeconfigPolicy, RestoreAction, RestoreOptions, RestoreReport,
+};
+use pilothouse_render::{Cloud as ProfileCloud, CloudProfile, CloudProfiles};
+use pilothouse_store::{Cloud, Cluster, MasterKey, Store};
+use serde_json::Value;
+
+use super::duration::parse_duration;
+
+/// Where the service's state is.
+#[derive(Debug, Args)]
+struct DataArgs {
+    /// The service's data directory (store and master key).
+    #[arg(long, env = "PILOTHOUSE_DATA_DIR", default_value = ".pilothouse")]
+    data_dir: PathBuf,
+    /// Exec plugins kubeconfigs may run (as for `serve`).
+    #[arg(long = "allowed-exec", value_delimiter = ',')]
+    allowed_exec: Vec<String>,
+    /// Time limit of each call to a cluster.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    call_timeout: Duration,
+}
+
+/// Options of `pilothouse backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The archive to write (`.tar.zst`); an existing file is refused unless
+    /// `--force`.
+    #[arg(long)]
+    out: PathBuf,
+    /// Registered clusters whose live objects go into the archive
+    /// (comma-separated); none: the store only.
+    #[arg(long, value_delimiter = ',')]
+    clusters: Vec<String>,
+    /// Only these namespaces of the clusters (default: every namespace but
+    /// kube-system, kube-public and kube-node-lease).
+    #[arg(long, value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// Put Secrets in the archive too (it is written readable by its owner
+    /// only; keep it as safe as the clusters).
+    #[arg(long)]
+    include_secrets: bool,
+    /// Overwrite an existing archive.
+    #[arg(long)]
+    force: bool,
+}
+
+/// Options of `pilothouse restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The archive.
+    archive: PathBuf,
+    /// Restore the store into the data directory (the service stopped);
+    /// a data directory with a store is refused unless `--force`.
+    #[arg(long, conflicts_with = "to")]
+    store: bool,
+    /// Replace the store of the data directory.
+    #[arg(long, requires = "store")]
+    force: bool,
+    /// Restore objects into this registered cluster.
+    #[arg(long, required_unless_present = "store")]
+    to: Option<String>,
+    /// The cluster of the archive to restore (needed when it holds several).
+    #[arg(long)]
+    from: Option<String>,
+    /// Only these namespaces of the archive (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// Rename namespaces: `old=new` (repeatable, or comma-separated).
+    #[arg(long, value_delimiter = ',', value_parser = parse_pair)]
+    namespace_map: Vec<(String, String)>,
+    /// Replace storage classes: `old=new` (repeatable, or comma-separated);
+    /// default: the target cluster's cloud profile.
+    #[arg(long, value_delimiter = ',', value_parser = parse_pair)]
+    storage_class_map: Vec<(String, String)>,
+    /// Cloud profiles file (as `gitops/clouds.yaml`); default: the built-in
+    /// profiles.
+    #[arg(long)]
+    cloud_profiles: Option<PathBuf>,
+    /// Print what would be created or changed (server-side dry run); change
+    /// nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Output format of the summary.
+    #[arg(short, long, value_enum, default_value_t = Report::Text)]
+    output: Report,
+}
+
+/// Options of `pilothouse migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The registered cluster to move from.
+    #[arg(long)]
+    from: String,
+    /// The registered cluster to move to.
+    #[arg(long)]
+    to: String,
+    /// Only these namespaces (default: every namespace but the cluster's
+    /// own).
+    #[arg(long, value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// Cloud profiles file (as `gitops/clouds.yaml`); default: the built-in
+    /// profiles.
+    #[arg(long)]
+    cloud_profiles: Option<PathBuf>,
+    /// Print what would be created or changed on the target; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Output format of the summary.
+    #[arg(short, long, value_enum, default_value_t = Report::Text)]
+    output: Report,
+}
+
+/// How a restore's result is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Report {
+    /// A line per object that was not unchanged, then the counts.
+    Text,
+    /// The whole report as JSON.
+    Json,
+}
+
+/// `old=new`.
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((old, new)) if !old.is_empty() && !new.is_empty() => {
+            Ok((old.to_owned(), new.to_owned()))
+        }
+        _ => Err(format!("`{text}` is not old=new")),
+    }
+}
+
+/// Writes the archive: a consistent copy of the store, then each chosen
+/// cluster's cleaned live objects.
+pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let began = Instant::now();
+        let state = State::open(&args.data, !args.clusters.is_empty()).await?;
+        let mut writer = ArchiveWriter::create(
+            &args.out,
+            WriterOptions {
+                overwrite: args.force,
+                ..WriterOptions::default()
+            },
+        )
+        .with_context(|| format!("creating {}", args.out.display()))?;
+        let progress = Progress::new("backup");
+        writer.on_progress({
+            let progress = progress.clone();
+            move |p| progress.set(p.objects, p.bytes_in)
+        });
+        let scratch = tempfile::tempdir_in(parent_of(&args.out))
+            .context("creating a scratch directory next to the archive")?;
+        let copy = scratch.path().join("pilothouse.db");
+        state
+            .store
+            .snapshot_to(&copy)
+            .await
+            .context("copying the store")?;
+        writer.add_store_file(&copy).context("adding the store")?;
+        progress.line(&format!(
+            "store copied ({} bytes)",
+            std::fs::metadata(&copy).map(|m| m.len()).unwrap_or(0)
+        ));
+        let namespaces = (!args.namespaces.is_empty()).then(|| args.namespaces.clone());
+        for name in &args.clusters {
+            let cluster = state.cluster(name).await?;
+            let client = state.client(&cluster).await?;
+            let exported = pilothouse_fleet::export(
+                &client,
+                &ExportOptions {
+                    namespaces: namespaces.clone(),
+                    include_secrets: args.include_secrets,
+                    call_timeout: args.data.call_timeout,
+                    ..ExportOptions::default()
+                },
+            )
+            .await
+            .with_context(|| format!("reading cluster `{name}`"))?;
+            for unreadable in &exported.unreadable {
+                eprintln!(
+                    "warning: {name}: {} {} could not be read: {}",
+                    unreadable.api_version,
+                    unreadable.resource.as_deref().unwrap_or("(discovery)"),
+                    unreadable.message
+                );
+            }
+            writer.set_cluster(name, cluster.cloud.as_str(), namespaces.clone())?;
+            for object in &exported.objects {
+                writer.add_object(name, object)?;
+            }
+            progress.line(&format!(
+                "cluster {name}: {} objects",
+                exported.objects.len()
+            ));
+        }
+        let manifest = writer.finish(ManifestInfo {
+            pilothouse_version: env!("CARGO_PKG_VERSION").to_owned(),
+            created_at: jiff::Timestamp::now(),
+            include_secrets: args.include_secrets,
+        })?;
+        progress.finish();
+        let size = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
+        let objects: u64 = manifest.clusters.iter().map(|c| c.objects).sum();
+        println!(
+            "wrote {} ({size} bytes): the store and {objects} objects of {} clusters in {:.1} s",
+            args.out.display(),
+            manifest.clusters.len(),
+            began.elapsed().as_secs_f64()
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Verifies the archive, then restores the store or a cluster's objects.
+pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
+    if args.store {
+        return restore_store(&args);
+    }
+    runtime()?.block_on(async {
+        let archive = VerifiedArchive::open(&args.archive)
+            .with_context(|| format!("{} cannot be restored", args.archive.display()))?;
+        let source = match (&args.from, archive.clusters()) {
+            (Some(name), _) => name.clone(),
+            (None, [only]) => only.name.clone(),
+            (None, []) => {
+                bail!("the archive holds no cluster objects (a store-only backup: use --store)")
+            }
+            (None, many) => bail!(
+                "the archive holds several clusters ({}): choose one with --from",
+                many.iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let objects: Vec<Value> = archive
+            .cluster_objects(&source)
+            .with_context(|| format!("the archive holds no cluster `{source}`"))?
+            .map(|item| item.map(|archived| archived.object))
+            .collect::<Result<_, _>>()?;
+        let objects = only_namespaces(objects, &args.namespaces);
+        let state = State::open(&args.data, true).await?;
+        let target = state
+            .cluster(args.to.as_deref().unwrap_or_default())
+            .await?;
+        let storage_class_map = if args.storage_class_map.is_empty() {
+            profile_map(args.cloud_profiles.as_deref(), target.cloud)?
+        } else {
+            args.storage_class_map.iter().cloned().collect()
+        };
+        let report = state
+            .restore(
+                &target,
+                objects,
+                RestoreOptions {
+                    namespace_map: args.namespace_map.iter().cloned().collect(),
+                    storage_class_map,
+                    dry_run: args.dry_run,
+                    call_timeout: args.data.call_timeout,
+                    ..RestoreOptions::default()
+                },
+            )
+            .await?;
+        print_report(&report, args.output)?;
+        Ok(exit_code(&report))
+    })
+}
+
+/// Moves namespaces from one registered cluster to another: export,
+/// storage classes mapped by the target's cloud profile, restore. Volume
+/// data is not copied.
+pub fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let state = State::open(&args.data, true).await?;
+        let from = state.cluster(&args.from).await?;
+        let to = state.cluster(&args.to).await?;
+        let client = state.client(&from).await?;
+        let exported = pilothouse_fleet::export(
+            &client,
+            &ExportOptions {
+                namespaces: (!args.namespaces.is_empty()).then(|| args.namespaces.clone()),
+                // kept in memory only: workloads need their Secrets
+                include_secrets: true,
+                call_timeout: args.data.call_timeout,
+                ..ExportOptions::default()
+            },
+        )
+        .await
+        .with_context(|| format!("reading cluster `{}`", args.from))?;
+        let claims = claims(&exported.objects);
+        let storage_class_map = profile_map(args.cloud_profiles.as_deref(), to.cloud)?;
+        let report = state
+            .restore(
+                &to,
+                exported.objects,
+                RestoreOptions {
+                    storage_class_map: storage_class_map.clone(),
+                    dry_run: args.dry_run,
+                    call_timeout: args.data.call_timeout,
+                    ..RestoreOptions::default()
+                },
+            )
+            .await?;
+        print_report(&report, args.output)?;
+        if args.output == Report::Text {
+            println!(
+                "note: volume data is not copied, only the claims; {} need their data copied separately{}",
+                if claims.is_empty() { "no claims".to_owned() } else { format!("{} claims", claims.len()) },
+                if claims.is_empty() { "" } else { ":" }
+            );
+            for (claim, class) in &claims {
+                let mapped = class
+                    .as_ref()
+                    .map(|class| storage_class_map.get(class).unwrap_or(class).clone());
+                println!(
+                    "  {claim}  ({} -> {})",
+                    class.as_deref().unwrap_or("default class"),
+                    mapped.as_deref().unwrap_or("default class")
+                );
+            }
+        }
+        Ok(exit_code(&report))
+    })
+}
+
+/// The PersistentVolumeClaims (and StatefulSet claim templates) among the
+/// objects, with their storage classes.
+fn claims(objects: &[Value]) -> Vec<(String, Option<String>)> {
+    let mut claims = Vec::new();
+    for object in objects {
+        let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default();
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        match object["kind"].as_str() {
+            Some("PersistentVolumeClaim") => claims.push((
+                format!("{namespace}/{name}"),
+                object["spec"]["storageClassName"]
+                    .as_str()
+                    .map(str::to_owned),
+            )),
+            Some("StatefulSet") => {
+                for template in object["spec"]["volumeClaimTemplates"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    claims.push((
+                        format!(
+                            "{namespace}/{}-{name}-* (StatefulSet {name})",
+                            template["metadata"]["name"].as_str().unwrap_or_default()
+                        ),
+                        template["spec"]["storageClassName"]
+                            .as_str()
+                            .map(str::to_owned),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    claims
+}
+
+/// Restores the archive's store into the data directory.
+fn restore_store(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
+    let data = &args.data.data_dir;
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    let db = data.join("pilothouse.db");
+    let existing: Vec<PathBuf> = ["pilothouse.db", "pilothouse.db-wal", "pilothouse.db-shm"]
+        .iter()
+        .map(|file| data.join(file))
+        .filter(|path| path.exists())
+        .collect();
+    if !existing.is_empty() && !args.force {
+        bail!(
+            "{} already holds a store; stop the service and pass --force to replace it",
+            data.display()
+        );
+    }
+    // Verified completely before anything in the data directory changes.
+    let archive = VerifiedArchive::open_in(&args.archive, data)
+        .with_context(|| format!("{} cannot be restored", args.archive.display()))?;
+    let copy = archive
+        .store_file()
+        .context("the archive holds no store (a backup of clusters only)")?;
+    for path in &existing {
+        std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    std::fs::rename(copy, &db).with_context(|| format!("moving the store to {}", db.display()))?;
+    let runtime = runtime()?;
+    let check = runtime.block_on(check_restored_store(data, &db));
+    println!(
+        "restored the store of {} ({} clusters in the archive's objects) into {}",
+        archive.manifest().created_at,
+        archive.manifest().clusters.len(),
+        db.display()
+    );
+    match check {
+        Ok(message) => println!("{message}"),
+        Err(error) => eprintln!("warning: {error:#}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the restored store (bringing its schema up to date) and tells
+/// whether the master key at hand opens its secrets.
+async fn check_restored_store(data: &Path, db: &Path) -> anyhow::Result<String> {
+    let store = Store::open(db).await?;
+    let clusters = store.all_clusters().await?;
+    let key_file = data.join("master.key");
+    let env_key = std::env::var("PILOTHOUSE_MASTER_KEY").ok();
+    let message = if !key_file.exists() && env_key.is_none() {
+        format!(
+            "{} clusters restored; put the original master key in {} (or set PILOTHOUSE_MASTER_KEY) before `serve`: the credentials are sealed with it",
+            clusters.len(),
+            key_file.display()
+        )
+    } else {
+        let key = MasterKey::load_or_create(&key_file, env_key.as_deref())?;
+        match clusters.first() {
+            None => "no clusters in the restored store".to_owned(),
+            Some(cluster) => {
+                let sealed = store
+                    .cluster_credentials(&cluster.name)
+                    .await?
+                    .context("a restored cluster has no credentials")?;
+                key.open(
+                    &sealed,
+                    &pilothouse_store::cluster_credentials_context(&cluster.name),
+                )
+                .context("the master key at hand does not open the restored credentials")?;
+                format!(
+                    "{} clusters restored; the master key opens their credentials",
+                    clusters.len()
+                )
+            }
+        }
+    };
+    store.close().await;
+    Ok(message)
+}
+
+/// What backup, restore and migrate share: the store and the master key.
+struct State {
+    store: Store,
+    key: Option<MasterKey>,
+    policy: KubeconfigPolicy,
+    call_timeout: Duration,
+}
+
+impl State {
+    /// Opens the data directory's store; the master key too when clusters
+    /// will be reached.
+    async fn open(args: &DataArgs, clusters: bool) -> anyhow::Result<State> {
+        let db = args.data_dir.join("pilothouse.db");
+        if !db.exists() {
+            bail!(
+                "{} holds no store (is --data-dir / PILOTHOUSE_DATA_DIR right?)",
+                args.data_dir.display()
+            );
+        }
+        let key = if clusters {
+            let file = args.data_dir.join("master.key");
+            let env_key = std::env::var("PILOTHOUSE_MASTER_KEY").ok();
+            if !file.exists() && env_key.is_none() {
+                bail!(
+                    "no master key in {} and PILOTHOUSE_MASTER_KEY is not set: the cluster credentials cannot be opened",
+                    file.display()
+                );
+            }
+            Some(MasterKey::load_or_create(&file, env_key.as_deref())?)
+        } else {
+            None
+        };
+        Ok(State {
+            store: Store::open(&db).await.context("opening the store")?,
+            key,
+            policy: KubeconfigPolicy {
+                allowed_exec_commands: args.allowed_exec.clone(),
+            },
+            call_timeout: args.call_timeout,
+        })
+    }
+
+    async fn cluster(&self, name: &str) -> anyhow::Result<Cluster> {
+        self.store
+            .get_cluster(name)
+            .await?
+            .with_context(|| format!("no registered cluster named `{name}`"))
+    }
+
+    async fn client(&self, cluster: &Cluster) -> anyhow::Result<kube::Client> {
+        let key = self.key.as_ref().context("the master key is not loaded")?;
+        let kubeconfig =
+            crate::credentials::stored_kubeconfig(&self.store, key, &self.policy, cluster).await?;
+        Ok(pilothouse_fleet::client_for(&kubeconfig, self.call_timeout).await?)
+    }
+
+    async fn restore(
+        &self,
+        target: &Cluster,
+        objects: Vec<Value>,
+        options: RestoreOptions,
+    ) -> anyhow::Result<RestoreReport> {
+        let client = self.client(target).await?;
+        let progress = Progress::new("restore");
+        progress.line(&format!(
+            "{} {} objects into {}",
+            if options.dry_run {
+                "dry run of"
+            } else {
+                "restoring"
+            },
+            objects.len(),
+            target.name
+        ));
+        let report = pilothouse_fleet::restore(&client, objects, &options)
+            .await
+            .with_context(|| format!("restoring into `{}`", target.name))?;
+        progress.finish();
+        Ok(report)
+    }
+}
+
+/// The storage class map of a cloud's profile (from `file`, else built in).
+fn profile_map(file: Option<&Path>, cloud: Cloud) -> anyhow::Result<BTreeMap<String, String>> {
+    let cloud = match cloud {
+        Cloud::Aks => ProfileCloud::Aks,
+        Cloud::Gke => ProfileCloud::Gke,
+        Cloud::Eks => ProfileCloud::Eks,
+        Cloud::Other => return Ok(BTreeMap::new()),
+    };
+    let profile = match file {
+        Some(file) => CloudProfiles::load(file)?.get(cloud).clone(),
+        None => CloudProfile::builtin(cloud),
+    };
+    Ok(profile.storage_class.map)
+}
+
+/// Objects of the given namespaces (and cluster-scoped objects they need:
+/// their Namespace objects, and every other cluster-scoped object); all
+/// when none are given.
+fn only_namespaces(objects: Vec<Value>, namespaces: &[String]) -> Vec<Value> {
+    if namespaces.is_empty() {
+        return objects;
+    }
+    let wanted: BTreeSet<&str> = namespaces.iter().map(String::as_str).collect();
+    objects
+        .into_iter()
+        .filter(|object| match object["metadata"]["namespace"].as_str() {
+            Some(namespace) => wanted.contains(namespace),
+            None if object["kind"] == "Namespace" => object["metadata"]["name"]
+                .as_str()
+                .is_some_and(|name| wanted.contains(name)),
+            None => true,
+        })
+        .collect()
+}
+
+fn print_report(report: &RestoreReport, output: Report) -> anyhow::Result<()> {
+    if output == Report::Json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
+    }
+    let verb = |action: RestoreAction| match (action, report.dry_run) {
+        (RestoreAction::Created, false) => "created",
+        (RestoreAction::Created, true) => "would be created",
+        (RestoreAction::Configured, false) => "configured",
+        (RestoreAction::Configured, true) => "would be changed",
+        (RestoreAction::Unchanged, _) => "unchanged",
+        (RestoreAction::Failed, _) => "FAILED",
+    };
+    for object in &report.objects {
+        if object.action == RestoreAction::Unchanged {
+            continue;
+        }
+        match &object.message {
+            Some(message) => println!("{} {}: {message}", object.key, verb(object.action)),
+            None => println!("{} {}", object.key, verb(object.action)),
+        }
+    }
+    for skipped in &report.skipped {
+        println!("{} skipped: {}", skipped.key, skipped.reason);
+    }
+    let summary = &report.summary;
+    println!(
+        "{}{} created, {} configured, {} unchanged, {} failed",
+        if report.dry_run { "dry run: " } else { "" },
+        summary.created,
+        summary.configured,
+        summary.unchanged,
+        summary.failed
+    );
+    Ok(())
+}
+
+fn exit_code(report: &RestoreReport) -> ExitCode {
+    if report.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+/// Progress on a terminal (a bar with objects and bytes), plain lines
+/// otherwise.
+#[derive(Clone)]
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn new(what: &str) -> Progress {
+        if !std::io::stderr().is_terminal() {
+            return Progress { bar: None };
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {prefix}: {msg} [{elapsed}]")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.set_prefix(what.to_owned());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Progress { bar: Some(bar) }
+    }
+
+    fn set(&self, objects: u64, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!(
+                "{objects} objects, {}",
+                indicatif::HumanBytes(bytes)
+            ));
+        }
+    }
+
+    fn line(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_and_namespaces() {
+        assert_eq!(parse_pair("a=b"), Ok(("a".into(), "b".into())));
+        assert!(parse_pair("a").is_err());
+        assert!(parse_pair("=b").is_err());
+        let objects = vec![
+            serde_json::json!({"kind": "Namespace", "metadata": {"name": "shop"}}),
+            serde_json::json!({"kind": "Namespace", "metadata": {"name": "other"}}),
+            serde_json::json!({"kind": "ConfigMap", "metadata": {"name": "a", "namespace": "shop"}}),
+            serde_json::json!({"kind": "ConfigMap", "metadata": {"name": "b", "namespace": "other"}}),
+            serde_json::json!({"kind": "StorageClass", "metadata": {"name": "gp2"}}),
+        ];
+        let kept = only_namespaces(objects, &["shop".to_owned()]);
+        let names: Vec<&str> = kept
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["shop", "a", "gp2"]);
+        assert_eq!(
+            profile_map(None, Cloud::Eks)
+                .unwrap()
+                .get("managed-premium"),
+            Some(&"gp2".to_owned())
+        );
+        assert!(profile_map(None, Cloud::Other).unwrap().is_empty());
+    }
+}
