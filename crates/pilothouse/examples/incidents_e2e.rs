@@ -15,7 +15,6 @@
 //! `cargo build --release -p pilothouse && cargo run --release -p pilothouse --example incidents_e2e`
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
@@ -30,7 +29,9 @@ const DEPLOYMENTS: usize = 100;
 const REPLICAS: usize = 10;
 const CRASHES: usize = 100;
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+mod common;
+
+use common::{Error, Serve};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -47,65 +48,15 @@ async fn main() -> Result<(), Error> {
     );
 
     let dir = tempfile::tempdir()?;
-    let binary = std::env::current_exe()?
-        .parent()
-        .and_then(|examples| examples.parent())
-        .map(|dir| dir.join("pilothouse"))
-        .ok_or("cannot locate the pilothouse binary")?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut server = Command::new(&binary)
-        .args(["serve", "--port", &port.to_string(), "--data-dir"])
-        .arg(dir.path())
-        .env("PILOTHOUSE_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()?;
-    let outcome = measure(&fleet, &dir, port, server.id()).await;
-    let _ = server.kill();
-    let _ = server.wait();
-    outcome
+    let serve = Serve::start(dir.path()).await?;
+    for (name, cluster) in CLUSTERS.iter().zip(&fleet) {
+        serve.register(name, cluster).await?;
+    }
+    measure(&fleet, &serve).await
 }
 
-async fn measure(
-    fleet: &[TestCluster],
-    dir: &tempfile::TempDir,
-    port: u16,
-    pid: u32,
-) -> Result<(), Error> {
-    let base = format!("http://127.0.0.1:{port}/api/v1");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let token = loop {
-        if let Ok(token) = std::fs::read_to_string(dir.path().join("admin.token"))
-            && http
-                .get(format!("{base}/clusters"))
-                .bearer_auth(token.trim())
-                .send()
-                .await
-                .is_ok()
-        {
-            break token.trim().to_owned();
-        }
-        if Instant::now() > deadline {
-            return Err("serve did not come up".into());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    for (name, cluster) in CLUSTERS.iter().zip(fleet) {
-        let response = http
-            .post(format!("{base}/clusters"))
-            .bearer_auth(&token)
-            .json(
-                &json!({"name": name, "kubeconfig": cluster.token_kubeconfig_yaml(),
-                "cloud": "eks", "sync_mode": "manual"}),
-            )
-            .send()
-            .await?;
-        if !response.status().is_success() {
-            return Err(format!("registering {name}: {}", response.text().await?).into());
-        }
-    }
+async fn measure(fleet: &[TestCluster], serve: &Serve) -> Result<(), Error> {
+    let (base, token, http, pid) = (&serve.base, &serve.token, &serve.http, serve.pid());
 
     // A canary crash per cluster: its incident proves the watch is live.
     let started = Instant::now();
@@ -113,7 +64,7 @@ async fn measure(
         let client = cluster.client().await?;
         crash(&client, "canary-0-p0", 1).await?;
     }
-    wait_for(&http, &base, &token, "workload=canary-0", CLUSTERS.len()).await?;
+    wait_for(http, base, token, "workload=canary-0", CLUSTERS.len()).await?;
     println!(
         "watches live (canary incidents seen) {:.1} s after registration",
         started.elapsed().as_secs_f64()
@@ -150,7 +101,7 @@ async fn measure(
     while seen.len() < CRASHES && Instant::now() < deadline {
         let page: Value = http
             .get(format!("{base}/incidents?reason=OOMKilled&limit=500"))
-            .bearer_auth(&token)
+            .bearer_auth(token)
             .send()
             .await?
             .json()
