@@ -70,8 +70,8 @@ pub fn extract_verified(archive: &Path, dest: &Path) -> Result<Manifest> {
 /// A verified archive, ready for a restore that may now start changing
 /// things: the manifest, the objects (held in memory, as the JSON bytes the
 /// archive has: their uncompressed size) and the store copy (written to a
-/// private temporary directory, removed on drop).
-#[derive(Debug)]
+/// private temporary directory, removed on drop). Its `Debug` output shows
+/// the manifest and object paths, never the objects (they may be Secrets).
 pub struct VerifiedArchive {
     manifest: Manifest,
     /// Path inside the archive -> content, for every object.
@@ -81,6 +81,16 @@ pub struct VerifiedArchive {
     _work: TempDir,
     /// Sanitised cluster directory -> index into `manifest.clusters`.
     cluster_dirs: HashMap<String, usize>,
+}
+
+impl std::fmt::Debug for VerifiedArchive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedArchive")
+            .field("manifest", &self.manifest)
+            .field("objects", &self.objects.keys().collect::<Vec<_>>())
+            .field("store_file", &self.store_file)
+            .finish_non_exhaustive()
+    }
 }
 
 impl VerifiedArchive {
@@ -177,8 +187,9 @@ impl VerifiedArchive {
     }
 }
 
-/// One object read back from a verified archive.
-#[derive(Debug, Clone, PartialEq)]
+/// One object read back from a verified archive. Its `Debug` output names
+/// the object, never its content (it may be a Secret).
+#[derive(Clone, PartialEq)]
 pub struct ArchivedObject {
     /// The source cluster's name.
     pub cluster: String,
@@ -188,9 +199,17 @@ pub struct ArchivedObject {
     pub object: Value,
 }
 
+impl std::fmt::Debug for ArchivedObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArchivedObject")
+            .field("cluster", &self.cluster)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Iterates over objects of a [`VerifiedArchive`], parsing each when
 /// reached (an object that is not JSON is an error item, not the end).
-#[derive(Debug)]
 pub struct Objects<'a> {
     archive: &'a VerifiedArchive,
     only: Option<usize>,

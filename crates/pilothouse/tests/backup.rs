@@ -197,6 +197,31 @@ async fn an_aks_backup_restores_into_an_empty_eks_cluster_with_its_storage_class
     }
     assert_eq!(kubectl_items(eks, &["namespaces"]).len(), before);
 
+    // Options that do not go together, or name what is not there, are
+    // refused before anything happens.
+    let (code, text) = run(&server, &["restore", &archive_arg, "--store", "--dry-run"]);
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("cannot be used with"), "{text}");
+    let (code, text) = run(
+        &server,
+        &[
+            "restore",
+            &archive_arg,
+            "--to",
+            "bk-eks",
+            "--namespaces",
+            "nope",
+        ],
+    );
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("no objects in namespace(s) nope"), "{text}");
+    let (code, text) = run(
+        &server,
+        &["backup", "--out", "x.tar.zst", "--include-secrets"],
+    );
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("name the clusters"), "{text}");
+
     // A dry run says what would be created and creates nothing.
     let (code, text) = run(
         &server,
@@ -300,7 +325,15 @@ async fn an_aks_backup_restores_into_an_empty_eks_cluster_with_its_storage_class
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // killed once it has started applying (the namespace comes first)
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while kubectl_items(eks, &["namespaces"])
+        .iter()
+        .all(|namespace| namespace["metadata"]["name"] != "copy")
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let _ = child.kill();
     let _ = child.wait();
     let (code, text) = run(

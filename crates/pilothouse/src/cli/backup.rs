@@ -62,6 +62,10 @@ pub struct BackupArgs {
     /// Overwrite an existing archive.
     #[arg(long)]
     force: bool,
+    /// Write the archive even when some kinds could not be read (they are
+    /// named on stderr); otherwise that is an error.
+    #[arg(long)]
+    allow_partial: bool,
 }
 
 /// Options of `pilothouse restore`.
@@ -82,17 +86,17 @@ pub struct RestoreArgs {
     #[arg(long, required_unless_present = "store")]
     to: Option<String>,
     /// The cluster of the archive to restore (needed when it holds several).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "store")]
     from: Option<String>,
     /// Only these namespaces of the archive (comma-separated).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', conflicts_with = "store")]
     namespaces: Vec<String>,
     /// Rename namespaces: `old=new` (repeatable, or comma-separated).
-    #[arg(long, value_delimiter = ',', value_parser = parse_pair)]
+    #[arg(long, value_delimiter = ',', value_parser = parse_pair, conflicts_with = "store")]
     namespace_map: Vec<(String, String)>,
     /// Replace storage classes: `old=new` (repeatable, or comma-separated);
     /// default: the target cluster's cloud profile.
-    #[arg(long, value_delimiter = ',', value_parser = parse_pair)]
+    #[arg(long, value_delimiter = ',', value_parser = parse_pair, conflicts_with = "store")]
     storage_class_map: Vec<(String, String)>,
     /// Cloud profiles file (as `gitops/clouds.yaml`); default: the built-in
     /// profiles.
@@ -100,7 +104,7 @@ pub struct RestoreArgs {
     cloud_profiles: Option<PathBuf>,
     /// Print what would be created or changed (server-side dry run); change
     /// nothing.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "store")]
     dry_run: bool,
     /// Output format of the summary.
     #[arg(short, long, value_enum, default_value_t = Report::Text)]
@@ -156,6 +160,11 @@ fn parse_pair(text: &str) -> Result<(String, String), String> {
 /// Writes the archive: a consistent copy of the store, then each chosen
 /// cluster's cleaned live objects.
 pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
+    if args.clusters.is_empty() && (args.include_secrets || !args.namespaces.is_empty()) {
+        bail!(
+            "--namespaces and --include-secrets choose what is read from --clusters; name the clusters"
+        );
+    }
     runtime()?.block_on(async {
         let began = Instant::now();
         let state = State::open(&args.data, !args.clusters.is_empty()).await?;
@@ -202,10 +211,17 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("reading cluster `{name}`"))?;
             for unreadable in &exported.unreadable {
                 eprintln!(
-                    "warning: {name}: {} {} could not be read: {}",
+                    "{}: {name}: {} {} could not be read: {}",
+                    if args.allow_partial { "warning" } else { "error" },
                     unreadable.api_version,
                     unreadable.resource.as_deref().unwrap_or("(discovery)"),
                     unreadable.message
+                );
+            }
+            if !exported.unreadable.is_empty() && !args.allow_partial {
+                bail!(
+                    "cluster `{name}`: {} kinds could not be read, so the backup would be incomplete (pass --allow-partial to write it anyway)",
+                    exported.unreadable.len()
                 );
             }
             writer.set_cluster(name, cluster.cloud.as_str(), namespaces.clone())?;
@@ -262,11 +278,18 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("the archive holds no cluster `{source}`"))?
             .map(|item| item.map(|archived| archived.object))
             .collect::<Result<_, _>>()?;
-        let objects = only_namespaces(objects, &args.namespaces);
+        let objects = only_namespaces(objects, &args.namespaces)?;
         let state = State::open(&args.data, true).await?;
         let target = state
             .cluster(args.to.as_deref().unwrap_or_default())
             .await?;
+        let source_cloud = archive
+            .clusters()
+            .iter()
+            .find(|cluster| cluster.name == source)
+            .map(|cluster| cluster.cloud.clone())
+            .unwrap_or_default();
+        let objects = across_clouds(objects, &source_cloud, target.cloud);
         let storage_class_map = if args.storage_class_map.is_empty() {
             profile_map(args.cloud_profiles.as_deref(), target.cloud)?
         } else {
@@ -313,10 +336,30 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("reading cluster `{}`", args.from))?;
         let claims = claims(&exported.objects);
         let storage_class_map = profile_map(args.cloud_profiles.as_deref(), to.cloud)?;
+        // Said before anything happens, whatever the output format.
+        eprintln!(
+            "note: volume data is not copied, only the claims; {}",
+            if claims.is_empty() {
+                "there are no claims".to_owned()
+            } else {
+                format!("{} claims need their data copied separately:", claims.len())
+            }
+        );
+        for (claim, class) in &claims {
+            let mapped = class
+                .as_ref()
+                .map(|class| storage_class_map.get(class).unwrap_or(class).clone());
+            eprintln!(
+                "  {claim}  ({} -> {})",
+                class.as_deref().unwrap_or("default class"),
+                mapped.as_deref().unwrap_or("default class")
+            );
+        }
+        let objects = across_clouds(exported.objects, from.cloud.as_str(), to.cloud);
         let report = state
             .restore(
                 &to,
-                exported.objects,
+                objects,
                 RestoreOptions {
                     storage_class_map: storage_class_map.clone(),
                     dry_run: args.dry_run,
@@ -326,23 +369,6 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
             )
             .await?;
         print_report(&report, args.output)?;
-        if args.output == Report::Text {
-            println!(
-                "note: volume data is not copied, only the claims; {} need their data copied separately{}",
-                if claims.is_empty() { "no claims".to_owned() } else { format!("{} claims", claims.len()) },
-                if claims.is_empty() { "" } else { ":" }
-            );
-            for (claim, class) in &claims {
-                let mapped = class
-                    .as_ref()
-                    .map(|class| storage_class_map.get(class).unwrap_or(class).clone());
-                println!(
-                    "  {claim}  ({} -> {})",
-                    class.as_deref().unwrap_or("default class"),
-                    mapped.as_deref().unwrap_or("default class")
-                );
-            }
-        }
         Ok(exit_code(&report))
     })
 }
@@ -387,41 +413,50 @@ fn claims(objects: &[Value]) -> Vec<(String, Option<String>)> {
 /// Restores the archive's store into the data directory.
 fn restore_store(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
     let data = &args.data.data_dir;
-    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     let db = data.join("pilothouse.db");
-    let existing: Vec<PathBuf> = ["pilothouse.db", "pilothouse.db-wal", "pilothouse.db-shm"]
-        .iter()
-        .map(|file| data.join(file))
-        .filter(|path| path.exists())
-        .collect();
-    if !existing.is_empty() && !args.force {
+    let journals = [
+        data.join("pilothouse.db-wal"),
+        data.join("pilothouse.db-shm"),
+    ];
+    let holds_store = db.exists() || journals.iter().any(|path| path.exists());
+    if holds_store && !args.force {
         bail!(
             "{} already holds a store; stop the service and pass --force to replace it",
             data.display()
         );
     }
-    // Verified completely before anything in the data directory changes.
+    // Verified completely before the data directory is created or changed.
+    let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+    VerifiedArchive::open_in(&args.archive, scratch.path())
+        .with_context(|| format!("{} cannot be restored", args.archive.display()))?;
+    drop(scratch);
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     let archive = VerifiedArchive::open_in(&args.archive, data)
         .with_context(|| format!("{} cannot be restored", args.archive.display()))?;
     let copy = archive
         .store_file()
         .context("the archive holds no store (a backup of clusters only)")?;
-    for path in &existing {
-        std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+    std::fs::File::open(copy)
+        .and_then(|file| file.sync_all())
+        .context("flushing the restored store")?;
+    // The old journals belong to the old database: they go first, then the
+    // copy replaces the database in one rename.
+    for path in &journals {
+        if path.exists() {
+            std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+        }
     }
     std::fs::rename(copy, &db).with_context(|| format!("moving the store to {}", db.display()))?;
-    let runtime = runtime()?;
-    let check = runtime.block_on(check_restored_store(data, &db));
+    std::fs::File::open(data)
+        .and_then(|dir| dir.sync_all())
+        .context("flushing the data directory")?;
     println!(
-        "restored the store of {} ({} clusters in the archive's objects) into {}",
+        "restored the store of {} into {}",
         archive.manifest().created_at,
-        archive.manifest().clusters.len(),
         db.display()
     );
-    match check {
-        Ok(message) => println!("{message}"),
-        Err(error) => eprintln!("warning: {error:#}"),
-    }
+    let message = runtime()?.block_on(check_restored_store(data, &db))?;
+    println!("{message}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -560,15 +595,32 @@ fn profile_map(file: Option<&Path>, cloud: Cloud) -> anyhow::Result<BTreeMap<Str
     Ok(profile.storage_class.map)
 }
 
-/// Objects of the given namespaces (and cluster-scoped objects they need:
-/// their Namespace objects, and every other cluster-scoped object); all
-/// when none are given.
-fn only_namespaces(objects: Vec<Value>, namespaces: &[String]) -> Vec<Value> {
+/// Objects of the given namespaces, with their Namespace objects and the
+/// cluster-scoped objects of the archive (CRDs, classes, cluster roles);
+/// all when none are given. A namespace the archive does not hold is an
+/// error.
+fn only_namespaces(objects: Vec<Value>, namespaces: &[String]) -> anyhow::Result<Vec<Value>> {
     if namespaces.is_empty() {
-        return objects;
+        return Ok(objects);
+    }
+    let held: BTreeSet<&str> = objects
+        .iter()
+        .filter_map(|object| object["metadata"]["namespace"].as_str())
+        .collect();
+    let missing: Vec<&str> = namespaces
+        .iter()
+        .map(String::as_str)
+        .filter(|namespace| !held.contains(namespace))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "the archive holds no objects in namespace(s) {} (it has: {})",
+            missing.join(", "),
+            held.iter().copied().collect::<Vec<_>>().join(", ")
+        );
     }
     let wanted: BTreeSet<&str> = namespaces.iter().map(String::as_str).collect();
-    objects
+    Ok(objects
         .into_iter()
         .filter(|object| match object["metadata"]["namespace"].as_str() {
             Some(namespace) => wanted.contains(namespace),
@@ -577,7 +629,30 @@ fn only_namespaces(objects: Vec<Value>, namespaces: &[String]) -> Vec<Value> {
                 .is_some_and(|name| wanted.contains(name)),
             None => true,
         })
-        .collect()
+        .collect())
+}
+
+/// Objects going to another cloud leave their StorageClasses behind (a
+/// class is a cloud's provisioner): the target's own classes, through the
+/// profile's map, are checked instead.
+fn across_clouds(objects: Vec<Value>, source_cloud: &str, target: Cloud) -> Vec<Value> {
+    if source_cloud == target.as_str() {
+        return objects;
+    }
+    let (classes, kept): (Vec<Value>, Vec<Value>) = objects.into_iter().partition(|object| {
+        object["kind"] == "StorageClass"
+            && object["apiVersion"]
+                .as_str()
+                .is_some_and(|version| version.starts_with("storage.k8s.io/"))
+    });
+    if !classes.is_empty() {
+        eprintln!(
+            "{} StorageClasses of {source_cloud} are not restored on {}: the claims use the target's classes",
+            classes.len(),
+            target.as_str()
+        );
+    }
+    kept
 }
 
 fn print_report(report: &RestoreReport, output: Report) -> anyhow::Result<()> {
@@ -701,7 +776,8 @@ mod tests {
             serde_json::json!({"kind": "ConfigMap", "metadata": {"name": "b", "namespace": "other"}}),
             serde_json::json!({"kind": "StorageClass", "metadata": {"name": "gp2"}}),
         ];
-        let kept = only_namespaces(objects, &["shop".to_owned()]);
+        let kept = only_namespaces(objects.clone(), &["shop".to_owned()]).unwrap();
+        assert!(only_namespaces(objects, &["nope".to_owned()]).is_err());
         let names: Vec<&str> = kept
             .iter()
             .map(|o| o["metadata"]["name"].as_str().unwrap())
