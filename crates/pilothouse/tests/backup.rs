@@ -443,6 +443,36 @@ async fn a_store_backup_taken_while_serving_brings_everything_back_on_a_new_mach
     assert_eq!(code, 0, "{text}");
     writes.await.unwrap();
 
+    // Never under a running service.
+    let output = Command::new(BIN)
+        .args([
+            "restore",
+            &archive.display().to_string(),
+            "--store",
+            "--force",
+            "--data-dir",
+        ])
+        .arg(server.data.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("is in use"),
+        "{output:?}"
+    );
+
+    // Nor does a second service start on it.
+    let output = Command::new(BIN)
+        .args(["serve", "--port", "0", "--data-dir"])
+        .arg(server.data.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("is in use"),
+        "{output:?}"
+    );
+
     // What the restored service must show again.
     let incidents = server.get("/api/v1/incidents?cluster=kept").await;
     let history = server.get("/api/v1/clusters/kept/drift/history").await;

@@ -431,6 +431,8 @@ fn restore_store(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("{} cannot be restored", args.archive.display()))?;
     drop(scratch);
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    // no service may run on the directory meanwhile (nor start)
+    let _lock = super::serve::lock_data_dir(data)?;
     let archive = VerifiedArchive::open_in(&args.archive, data)
         .with_context(|| format!("{} cannot be restored", args.archive.display()))?;
     let copy = archive

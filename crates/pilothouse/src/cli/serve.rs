@@ -148,6 +148,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     create_private_dir(&args.data_dir)?;
+    // held until the service stops: one service per data directory, and no
+    // store restore under a running one
+    let _lock = lock_data_dir(&args.data_dir)?;
     let env_key = std::env::var("PILOTHOUSE_MASTER_KEY").ok();
     let master_key =
         MasterKey::load_or_create(&args.data_dir.join("master.key"), env_key.as_deref())
@@ -395,6 +398,29 @@ async fn ensure_admin_token(store: &Store, data_dir: &Path) -> anyhow::Result<()
         path.display()
     );
     Ok(())
+}
+
+/// Takes the data directory's lock (`DATA/serve.lock`, released when the
+/// file is closed, also by a crash): `serve` holds it while it runs, and a
+/// store restore while it restores. Taken already: a clear error.
+pub(crate) fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join("serve.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "{} is in use: a pilothouse service (or a store restore) runs on it",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(error).with_context(|| format!("locking {}", path.display()))
+        }
+    }
 }
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
