@@ -6,6 +6,7 @@ mod cli;
 mod controller;
 mod credentials;
 mod monitor;
+mod tasks;
 
 fn main() -> std::process::ExitCode {
     cli::Cli::parse().run()

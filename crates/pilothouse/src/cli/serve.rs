@@ -24,6 +24,7 @@ use tracing_subscriber::EnvFilter;
 use super::duration::parse_duration;
 use crate::controller::{ControlHandle, Controller, ControllerSettings};
 use crate::monitor::{Monitor, MonitorHandle, MonitorSettings};
+use crate::tasks::millis;
 
 /// Options of `pilothouse serve`.
 #[derive(Debug, Args)]
@@ -290,10 +291,6 @@ fn monitor_settings(args: &ServeArgs) -> anyhow::Result<MonitorSettings> {
         },
         ..MonitorSettings::default()
     })
-}
-
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Settles the desired-state repository: flags given on the command line

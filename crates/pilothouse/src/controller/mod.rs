@@ -22,6 +22,8 @@ use pilothouse_fleet::KubeconfigPolicy;
 use pilothouse_store::{MasterKey, Store};
 use tokio::sync::{Notify, Semaphore, watch};
 
+use crate::tasks::{millis, now_ms, stopped};
+
 /// How the controller behaves; `serve` fills it from its flags.
 #[derive(Debug, Clone)]
 pub struct ControllerSettings {
@@ -164,11 +166,6 @@ impl GitOpsControl for ControlHandle {
     }
 }
 
-/// Resolves when `stop` turns true (or its sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
-}
-
 /// A random fraction in `[0, 1)`, for jitter.
 fn random_fraction() -> f64 {
     use std::hash::{BuildHasher, Hasher};
@@ -179,12 +176,4 @@ fn random_fraction() -> f64 {
             .map_or(0, |d| d.as_nanos()),
     );
     (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
-}
-
-fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
-}
-
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }

@@ -23,6 +23,8 @@ use pilothouse_store::{Cluster, MasterKey, Store};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::tasks::{millis, now_ms, stopped};
+
 /// How the monitor behaves; `serve` fills it from its flags.
 #[derive(Debug, Clone)]
 pub struct MonitorSettings {
@@ -256,17 +258,4 @@ fn registration(cluster: &Cluster) -> Registration {
             .as_ref()
             .map(serde_json::Value::to_string),
     )
-}
-
-/// Resolves when `stop` turns true (or its sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
-}
-
-fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
-}
-
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }

@@ -73,9 +73,7 @@ impl Monitor {
             let wait = state
                 .dispatcher
                 .next_due()
-                .map_or(IDLE, |at| {
-                    Duration::from_millis(u64::try_from((at - now_ms()).max(0)).unwrap_or(0))
-                })
+                .map_or(IDLE, until)
                 .min(if reload_pending {
                     Duration::from_secs(1)
                 } else {
@@ -332,9 +330,7 @@ impl Monitor {
                 Err(error) => tracing::warn!(%error, "reading the outbox failed"),
             }
             let wait = match self.store.next_delivery_at().await {
-                Ok(Some(at)) => {
-                    Duration::from_millis(u64::try_from((at - now_ms()).max(0)).unwrap_or(0))
-                }
+                Ok(Some(at)) => until(at),
                 _ => IDLE,
             }
             .min(IDLE);
@@ -501,6 +497,11 @@ impl DispatchState {
         self.dispatcher.set_silences(silences);
         Ok(())
     }
+}
+
+/// How long until `at` (unix ms); zero when it has passed.
+fn until(at: i64) -> Duration {
+    Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))
 }
 
 /// An incident as the dispatcher sees it.
