@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use pilothouse_fleet::{SyncOptions, sync};
 use pilothouse_testenv::start_fleet;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 mod common;
 
@@ -167,36 +167,7 @@ fn run(command: &mut Command) -> Result<(), Error> {
 }
 
 /// 2,000 objects plus their 10 namespaces: per namespace 40 ConfigMaps,
-/// Secrets, ServiceAccounts and Services and 40 Deployments.
+/// Secrets, ServiceAccounts, Services and Deployments.
 fn objects() -> Vec<Value> {
-    let mut objects = Vec::new();
-    for n in 0..NAMESPACES {
-        let ns = format!("bench-{n}");
-        objects.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
-        for i in 0..PER_KIND {
-            let name = format!("app-{i}");
-            let meta =
-                json!({"name": name, "namespace": ns, "labels": {"app": name, "team": "bench"}});
-            objects.push(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
-                "data": {"settings.yaml": format!("replicas: {i}\nmode: fast\n"), "LOG_LEVEL": "info"}}));
-            objects.push(
-                json!({"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque",
-                "stringData": {"password": format!("not-a-secret-{i}")}}),
-            );
-            objects.push(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}));
-            objects.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": meta,
-                "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}));
-            objects.push(
-                json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
-                "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
-                    "template": {"metadata": {"labels": {"app": name}}, "spec": {
-                        "serviceAccountName": name,
-                        "containers": [{"name": "app", "image": "nginx:1.27",
-                            "ports": [{"containerPort": 8080}],
-                            "envFrom": [{"configMapRef": {"name": name}}],
-                            "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}}}]}}}}),
-            );
-        }
-    }
-    objects
+    pilothouse_testenv::bench_workloads(NAMESPACES, PER_KIND, PER_KIND)
 }

@@ -67,4 +67,4 @@ pub use binaries::Binaries;
 pub use cluster::{ClusterMode, ClusterOptions, TestCluster, start_fleet};
 pub use error::TestEnvError;
 pub use kubelet::IGNORE_ANNOTATION;
-pub use objects::{FakeNode, PodState, ProviderCloud};
+pub use objects::{FakeNode, PodState, ProviderCloud, bench_workloads};

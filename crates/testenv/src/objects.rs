@@ -493,6 +493,46 @@ fn hex_of(text: &str) -> String {
     text.bytes().map(|b| format!("{:x}", b % 16)).collect()
 }
 
+/// An application's worth of objects for benchmarks: `namespaces`
+/// namespaces `bench-<n>`, each with `per_kind` ConfigMaps, Secrets,
+/// ServiceAccounts and Services `app-<i>` and the first `deployments` of
+/// their Deployments (each using its ServiceAccount and ConfigMap). The
+/// Namespaces come first, each before its objects.
+pub fn bench_workloads(namespaces: usize, per_kind: usize, deployments: usize) -> Vec<Value> {
+    let mut objects = Vec::new();
+    for n in 0..namespaces {
+        let ns = format!("bench-{n}");
+        objects.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+        for i in 0..per_kind {
+            let name = format!("app-{i}");
+            let meta =
+                json!({"name": name, "namespace": ns, "labels": {"app": name, "team": "bench"}});
+            objects.push(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
+                "data": {"settings.yaml": format!("replicas: {i}\nmode: fast\n"), "LOG_LEVEL": "info"}}));
+            objects.push(
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque",
+                "stringData": {"password": format!("not-a-secret-{i}")}}),
+            );
+            objects.push(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}));
+            objects.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": meta,
+                "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}));
+            if i < deployments {
+                objects.push(
+                    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+                    "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+                        "template": {"metadata": {"labels": {"app": name}}, "spec": {
+                            "serviceAccountName": name,
+                            "containers": [{"name": "app", "image": "nginx:1.27",
+                                "ports": [{"containerPort": 8080}],
+                                "envFrom": [{"configMapRef": {"name": name}}],
+                                "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}}}]}}}}),
+                );
+            }
+        }
+    }
+    objects
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

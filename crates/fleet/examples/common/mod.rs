@@ -14,38 +14,7 @@ const PER_KIND: usize = 20;
 /// 1,000 objects: 10 namespaces, each with 20 ConfigMaps, Secrets,
 /// ServiceAccounts and Services and 19 Deployments.
 pub fn objects() -> Vec<Value> {
-    let mut objects = Vec::new();
-    for n in 0..NAMESPACES {
-        let ns = format!("bench-{n}");
-        objects.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
-        for i in 0..PER_KIND {
-            let name = format!("app-{i}");
-            let meta =
-                json!({"name": name, "namespace": ns, "labels": {"app": name, "team": "bench"}});
-            objects.push(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
-                "data": {"settings.yaml": format!("replicas: {i}\nmode: fast\n"), "LOG_LEVEL": "info"}}));
-            objects.push(
-                json!({"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque",
-                "stringData": {"password": format!("not-a-secret-{i}")}}),
-            );
-            objects.push(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}));
-            objects.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": meta,
-                "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}));
-            if i + 1 < PER_KIND {
-                objects.push(
-                    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
-                    "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
-                        "template": {"metadata": {"labels": {"app": name}}, "spec": {
-                            "serviceAccountName": name,
-                            "containers": [{"name": "app", "image": "nginx:1.27",
-                                "ports": [{"containerPort": 8080}],
-                                "envFrom": [{"configMapRef": {"name": name}}],
-                                "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}}}]}}}}),
-                );
-            }
-        }
-    }
-    objects
+    pilothouse_testenv::bench_workloads(NAMESPACES, PER_KIND, PER_KIND - 1)
 }
 
 /// A duration in seconds, to the millisecond.
