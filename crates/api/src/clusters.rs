@@ -129,8 +129,8 @@ impl From<Cluster> for ClusterView {
     }
 }
 
-/// Body of `POST /api/v1/clusters`.
-#[derive(Debug, Deserialize, ToSchema)]
+/// Body of `POST /api/v1/clusters`. `Debug` leaves the kubeconfig out.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterCluster {
     /// Unique name, a DNS-1123 label (lowercase alphanumerics and `-`, at most 63).
@@ -151,6 +151,20 @@ pub struct RegisterCluster {
     /// cloud's overlay) to the desired-state repository and push it before
     /// registering. A rejected push registers nothing.
     pub scaffold: Option<bool>,
+}
+
+impl std::fmt::Debug for RegisterCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisterCluster")
+            .field("name", &self.name)
+            .field("kubeconfig", &"<redacted>")
+            .field("context", &self.context)
+            .field("cloud", &self.cloud)
+            .field("labels", &self.labels)
+            .field("sync_mode", &self.sync_mode)
+            .field("scaffold", &self.scaffold)
+            .finish()
+    }
 }
 
 /// Body of `PATCH /api/v1/clusters/{name}`.
@@ -235,7 +249,7 @@ pub async fn register(
     .map_err(kubeconfig_error)?;
     let probe = pilothouse_fleet::probe(&kubeconfig, state.checks.timeout)
         .await
-        .map_err(|error| probe_error(&error))?;
+        .map_err(|error| probe_error(&error, &kubeconfig.server_url))?;
     let (cloud, cloud_source) = match (declared, probe.detected_cloud) {
         (Some(cloud), _) => (cloud, CloudSource::Declared),
         (None, Some(cloud)) => (cloud, CloudSource::Detected),
@@ -531,9 +545,22 @@ fn kubeconfig_error(error: KubeconfigError) -> ApiError {
     }
 }
 
-fn probe_error(error: &ProbeError) -> ApiError {
+/// A failed registration probe as the caller sees it. Whatever did not
+/// answer as a Kubernetes API server (refused, timed out, reset, TLS failed,
+/// another protocol) gets one answer, so registration cannot be used to
+/// scan ports; the details go to the log.
+fn probe_error(error: &ProbeError, server: &str) -> ApiError {
+    let detail = match error {
+        ProbeError::Timeout { .. } | ProbeError::Unreachable { .. } | ProbeError::Api { .. } => {
+            tracing::info!(server, %error, "registration refused: the cluster could not be reached");
+            "cannot reach a Kubernetes API server at the kubeconfig's server with these \
+             credentials (nothing there answered as one; the service log has the details)"
+                .to_owned()
+        }
+        other => format!("cannot use the cluster with these credentials: {other}"),
+    };
     ApiError::Unprocessable {
-        detail: format!("cannot use the cluster with these credentials: {error}"),
+        detail,
         field: Some("kubeconfig".to_owned()),
     }
 }

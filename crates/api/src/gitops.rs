@@ -6,16 +6,18 @@
 //! binary runs, through [`GitOpsControl`].
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use pilothouse_gitops::RepoCredentials;
 use pilothouse_gitops::webhook::{self, WebhookError};
+use pilothouse_gitops::{RemoteKind, RepoCredentials};
 use pilothouse_store::{
-    CredentialsKind, REPOSITORY_CREDENTIALS_CONTEXT, Repository, RepositoryEvent,
-    RepositoryEventKind, RepositorySettings, RevisionRecord, SecretChange, WEBHOOK_SECRET_CONTEXT,
+    CredentialsKind, MasterKey, Repository, RepositoryEvent, RepositoryEventKind,
+    RepositorySettings, RevisionRecord, SealedSecret, SecretChange, WEBHOOK_SECRET_CONTEXT,
+    repository_credentials_context,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -175,8 +177,8 @@ impl From<RepositoryEvent> for RepositoryEventView {
     }
 }
 
-/// Git credentials as submitted (write-only).
-#[derive(Debug, Deserialize, ToSchema)]
+/// Git credentials as submitted (write-only; `Debug` shows no secret).
+#[derive(Clone, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CredentialsInput {
     /// Anonymous access: removes stored credentials.
@@ -203,8 +205,15 @@ pub enum CredentialsInput {
     },
 }
 
-/// Body of `PUT /api/v1/repository`.
-#[derive(Debug, Deserialize, ToSchema)]
+impl std::fmt::Debug for CredentialsInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // as stored: the same redactions
+        GitCredentials::from(self.clone()).fmt(f)
+    }
+}
+
+/// Body of `PUT /api/v1/repository` (`Debug` shows no secret).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutRepository {
     /// Local absolute path, `file://`, `https://` or SSH
@@ -223,6 +232,22 @@ pub struct PutRepository {
     pub webhook_secret: Option<String>,
 }
 
+impl std::fmt::Debug for PutRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PutRepository")
+            .field("url", &self.url)
+            .field("branch", &self.branch)
+            .field("path", &self.path)
+            .field("poll_interval_seconds", &self.poll_interval_seconds)
+            .field("credentials", &self.credentials)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
 /// Query of `GET /api/v1/revisions`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -231,6 +256,9 @@ pub struct ListRevisions {
     /// How many, 1–500 (default 50).
     pub limit: Option<u32>,
 }
+
+/// How long a webhook delivery id is remembered, to refuse replays.
+const WEBHOOK_REPLAY_WINDOW_MS: i64 = 60 * 60 * 1000;
 
 /// Answer to a webhook delivery.
 #[derive(Debug, Serialize, ToSchema)]
@@ -277,15 +305,49 @@ pub async fn put_repository(
             "poll_interval_seconds must be between 10 and 86400",
         ));
     }
+    if body
+        .webhook_secret
+        .as_deref()
+        .is_some_and(|secret| !secret.is_empty() && secret.len() < 16)
+    {
+        return Err(ApiError::bad_field(
+            "webhook_secret",
+            "the webhook secret must be at least 16 characters",
+        ));
+    }
     let credentials = body.credentials.map(GitCredentials::from);
+    let stored = state.store.get_repository().await?;
     // The URL is checked against the credentials it will be used with: the
     // new ones, or the stored ones when they are kept.
     let effective = match &credentials {
         Some(credentials) => credentials.credentials.clone(),
         None => stored_credentials(&state).await?.credentials,
     };
-    pilothouse_gitops::validate_remote_url(&body.url, &effective)
+    let kind = pilothouse_gitops::validate_remote_url(&body.url, &effective)
         .map_err(|error| ApiError::bad_field("url", error.to_string()))?;
+    let stored_url = stored.as_ref().map(|r| r.settings.url.as_str());
+    if matches!(kind, RemoteKind::LocalPath | RemoteKind::File) && stored_url != Some(&body.url) {
+        check_local_remote(&body.url, &state.outbound.local_repo_roots)?;
+    }
+    let origin = pilothouse_gitops::remote_origin(&kind);
+    // Kept credentials stay with the origin they were given for.
+    if credentials.is_none()
+        && let Some(stored) = &stored
+        && stored.credentials_kind != CredentialsKind::None
+    {
+        let stored_origin = pilothouse_gitops::url_origin(&stored.settings.url)
+            .unwrap_or_else(|_| "an unknown origin".to_owned());
+        if stored_origin != origin {
+            return Err(ApiError::bad_field(
+                "credentials",
+                format!(
+                    "the stored credentials were given for {stored_origin} and are never sent \
+                     to another host: moving the repository to {origin} needs its own \
+                     `credentials` (or {{\"kind\": \"none\"}} for anonymous access)"
+                ),
+            ));
+        }
+    }
     let credentials = match credentials {
         None => SecretChange::Keep,
         Some(credentials) => match credentials.credentials {
@@ -298,7 +360,7 @@ pub async fn put_repository(
                 let json = serde_json::to_vec(&credentials).map_err(ApiError::internal)?;
                 let sealed = state
                     .master_key
-                    .seal(&json, REPOSITORY_CREDENTIALS_CONTEXT)?;
+                    .seal(&json, &repository_credentials_context(&origin))?;
                 SecretChange::Set((kind, sealed))
             }
         },
@@ -306,12 +368,6 @@ pub async fn put_repository(
     let webhook_secret = match body.webhook_secret.as_deref() {
         None => SecretChange::Keep,
         Some("") => SecretChange::Clear,
-        Some(secret) if secret.len() < 16 => {
-            return Err(ApiError::bad_field(
-                "webhook_secret",
-                "the webhook secret must be at least 16 characters",
-            ));
-        }
         Some(secret) => SecretChange::Set(
             state
                 .master_key
@@ -351,25 +407,38 @@ pub async fn list_revisions(
 
 /// Push webhook from GitHub (`X-Hub-Signature-256`) or GitLab
 /// (`X-Gitlab-Token`). Authenticated by the signature, not a bearer token;
-/// a bad or missing signature is 401 and changes nothing. A push to the
-/// followed branch starts a fetch; replays are harmless.
+/// a bad or missing signature is 401 and changes nothing (the same 401
+/// whether or not a secret is configured). A push to the followed branch
+/// starts a fetch; a delivery id (`X-GitHub-Delivery`, `X-Gitlab-Event-UUID`)
+/// seen within the last hour is a replay, refused with 409.
 #[utoipa::path(post, path = "/api/v1/webhooks/git", operation_id = "gitWebhook", tag = "gitops",
     security(()),
     request_body(content = String, description = "The provider's push event (JSON)", content_type = "application/json"),
     responses((status = 202, description = "Accepted or ignored", body = WebhookAnswer),
               (status = 200, description = "Ping answered", body = WebhookAnswer),
               (status = 400, description = "Not a push event payload", body = Problem),
-              (status = 401, description = "Bad or missing signature", body = Problem)))]
+              (status = 401, description = "Bad or missing signature", body = Problem),
+              (status = 409, description = "A replayed delivery", body = Problem)))]
 pub async fn webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, ApiJson<WebhookAnswer>), ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    // The same answer whether or not a secret is configured: a caller
+    // learns nothing about the service's set-up from a 401.
+    let refused = || {
+        ApiError::BadCredentials(
+            "the webhook signature is missing or does not match \
+             (GitHub: X-Hub-Signature-256, GitLab: X-Gitlab-Token)"
+                .into(),
+        )
+    };
     let Some(sealed) = state.store.webhook_secret().await? else {
-        return Err(ApiError::BadCredentials(
-            "no webhook secret is configured (PUT /api/v1/repository with `webhook_secret`)".into(),
-        ));
+        tracing::warn!(
+            "webhook refused: no webhook secret is configured (PUT /api/v1/repository with `webhook_secret`)"
+        );
+        return Err(refused());
     };
     let secret = state.master_key.open(&sealed, WEBHOOK_SECRET_CONTEXT)?;
     let (provider, verified) =
@@ -388,11 +457,32 @@ pub async fn webhook(
         };
     if !verified {
         tracing::warn!(provider, "webhook refused: bad or missing signature");
-        return Err(ApiError::BadCredentials(
-            "the webhook signature is missing or does not match \
-             (GitHub: X-Hub-Signature-256, GitLab: X-Gitlab-Token)"
-                .into(),
-        ));
+        return Err(refused());
+    }
+    // A signed delivery seen before is a replay: refused for an hour.
+    let delivery = header("x-github-delivery").or_else(|| header("x-gitlab-event-uuid"));
+    if let Some(id) = delivery {
+        if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ApiError::BadRequest {
+                detail: "the delivery id header is not a delivery id".into(),
+                field: Some("X-GitHub-Delivery".into()),
+            });
+        }
+        let key = format!("{provider}:{id}");
+        if !state
+            .store
+            .record_webhook_delivery(&key, WEBHOOK_REPLAY_WINDOW_MS)
+            .await?
+        {
+            tracing::warn!(
+                provider,
+                delivery = id,
+                "webhook refused: a replayed delivery"
+            );
+            return Err(ApiError::Conflict(format!(
+                "delivery `{id}` was already received within the last hour: a replay is refused"
+            )));
+        }
     }
     if header("x-github-event") == Some("ping") {
         return Ok((
@@ -486,17 +576,88 @@ async fn repository_view(
     })
 }
 
-/// The stored credentials, opened (anonymous when none are stored).
+/// The stored credentials, opened for the stored URL's origin (anonymous
+/// when none are stored).
 async fn stored_credentials(state: &AppState) -> Result<GitCredentials, ApiError> {
-    match state.store.repository_credentials().await? {
-        None => Ok(GitCredentials::default()),
-        Some((_, sealed)) => {
-            let json = state
-                .master_key
-                .open(&sealed, REPOSITORY_CREDENTIALS_CONTEXT)?;
-            serde_json::from_slice(&json).map_err(ApiError::internal)
+    let Some((_, sealed)) = state.store.repository_credentials().await? else {
+        return Ok(GitCredentials::default());
+    };
+    let url = state
+        .store
+        .get_repository()
+        .await?
+        .map(|repository| repository.settings.url)
+        .unwrap_or_default();
+    let json = open_repository_credentials(&state.master_key, &sealed, &url)?;
+    serde_json::from_slice(&json).map_err(ApiError::internal)
+}
+
+/// Opens sealed repository credentials for the remote `url`: they open
+/// only under the origin (scheme, host, port) they were sealed for.
+pub fn open_repository_credentials(
+    key: &MasterKey,
+    sealed: &SealedSecret,
+    url: &str,
+) -> Result<Vec<u8>, pilothouse_store::StoreError> {
+    let origin = pilothouse_gitops::url_origin(url).unwrap_or_else(|_| "unknown".to_owned());
+    key.open(sealed, &repository_credentials_context(&origin))
+}
+
+/// A local repository through the API only below a root the operator named
+/// (`serve --allow-local-repo-root`): a write token must not be able to
+/// mirror any repository on the host. Judged on the path as written (made
+/// absolute, `.` and `..` folded), then again with links resolved; the
+/// answer does not tell whether a path outside the roots exists.
+fn check_local_remote(url: &str, roots: &[PathBuf]) -> Result<(), ApiError> {
+    let refused = || {
+        ApiError::bad_field(
+            "url",
+            "local repositories (paths and file:// URLs) are accepted through the API only \
+             below a directory the operator allows (serve --allow-local-repo-root DIR); \
+             otherwise set them with serve --repo",
+        )
+    };
+    let path = match url.strip_prefix("file://") {
+        Some(_) => url::Url::parse(url)
+            .ok()
+            .and_then(|parsed| parsed.to_file_path().ok())
+            .ok_or_else(refused)?,
+        None => PathBuf::from(url),
+    };
+    let folded = fold(&path);
+    let under = |path: &Path, canonical: bool| {
+        roots.iter().any(|root| {
+            let root = match canonical {
+                true => std::fs::canonicalize(root).unwrap_or_else(|_| fold(root)),
+                false => fold(root),
+            };
+            path.starts_with(root)
+        })
+    };
+    if !under(&folded, false) {
+        return Err(refused());
+    }
+    let canonical = std::fs::canonicalize(&folded)
+        .map_err(|_| ApiError::bad_field("url", "no repository exists at this path"))?;
+    if !under(&canonical, true) {
+        return Err(refused());
+    }
+    Ok(())
+}
+
+/// `path` with `.` and `..` folded, without touching the file system.
+fn fold(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
         }
     }
+    out
 }
 
 impl From<CredentialsInput> for GitCredentials {
@@ -569,6 +730,62 @@ fn check_sub_path(path: &str) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_open_only_for_the_origin_they_were_sealed_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKey::load_or_create(&dir.path().join("master.key"), None).unwrap();
+        let url = "https://git.example.com/ops/desired.git";
+        let origin = pilothouse_gitops::url_origin(url).unwrap();
+        let sealed = key
+            .seal(
+                b"{\"credentials\":{\"kind\":\"none\"}}",
+                &repository_credentials_context(&origin),
+            )
+            .unwrap();
+        assert!(open_repository_credentials(&key, &sealed, url).is_ok());
+        // the same host and port by another path, or spelled in capitals
+        assert!(
+            open_repository_credentials(&key, &sealed, "https://GIT.example.com:443/other.git")
+                .is_ok()
+        );
+        for elsewhere in [
+            "https://evil.example.com/ops/desired.git",
+            "https://git.example.com:8443/ops/desired.git",
+            "http://git.example.com/ops/desired.git",
+            "git@git.example.com:ops/desired.git",
+            "/srv/git/desired.git",
+        ] {
+            assert!(
+                open_repository_credentials(&key, &sealed, elsewhere).is_err(),
+                "{elsewhere}"
+            );
+        }
+    }
+
+    #[test]
+    fn request_bodies_print_without_their_secrets() {
+        let body: PutRepository = serde_json::from_value(serde_json::json!({
+            "url": "https://git.example.com/d.git",
+            "credentials": {"kind": "token", "token": "glpat-SECRET-1"},
+            "webhook_secret": "SECRET-2-of-some-length",
+        }))
+        .unwrap();
+        let ssh: CredentialsInput = serde_json::from_value(serde_json::json!({
+            "kind": "ssh_key", "private_key": "SECRET-3", "passphrase": "SECRET-4",
+            "known_hosts": "git.example.com ssh-ed25519 AAAA",
+        }))
+        .unwrap();
+        let cluster: crate::RegisterCluster = serde_json::from_value(serde_json::json!({
+            "name": "prod", "kubeconfig": "users: [{user: {token: SECRET-5}}]",
+        }))
+        .unwrap();
+        let shown = format!("{body:?} {ssh:?} {cluster:?}");
+        for secret in ["SECRET-1", "SECRET-2", "SECRET-3", "SECRET-4", "SECRET-5"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("git.example.com/d.git"), "{shown}");
+    }
 
     #[test]
     fn branches_and_paths_are_checked() {

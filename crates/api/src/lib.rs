@@ -13,9 +13,11 @@ mod gitops;
 mod incidents;
 mod metrics;
 mod notifications;
+mod server;
 mod syncs;
 mod tokens;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,9 +42,13 @@ use utoipa_axum::routes;
 
 pub use clusters::{ClusterView, RegisterCluster};
 pub use error::{ApiError, ApiJson, Problem};
-pub use gitops::{BoxFuture, GitCredentials, GitOpsControl, ScaffoldError, Scaffolded};
+pub use gitops::{
+    BoxFuture, GitCredentials, GitOpsControl, ScaffoldError, Scaffolded,
+    open_repository_credentials,
+};
 pub use incidents::IncidentControl;
 pub use metrics::HttpMetrics;
+pub use server::{ServerOptions, ServerTls, TlsSetupError, serve};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -61,6 +67,23 @@ pub struct AppState {
     pub gitops: Arc<dyn GitOpsControl>,
     /// The incident monitor: reload notification settings.
     pub incidents: Arc<dyn IncidentControl>,
+    /// Where a write token may point the service: local repositories,
+    /// receiver destinations.
+    pub outbound: Arc<OutboundPolicy>,
+}
+
+/// Where the API lets a token holder point the service, beyond the public
+/// network. [`Default`]: nowhere.
+#[derive(Debug, Clone, Default)]
+pub struct OutboundPolicy {
+    /// Directories below which a local path or `file://` URL may be set as
+    /// the desired-state repository through the API
+    /// (`serve --allow-local-repo-root`); the one set with `serve --repo`
+    /// stays accepted unchanged.
+    pub local_repo_roots: Vec<PathBuf>,
+    /// Which loopback, private or link-local ranges receivers may target
+    /// (`serve --allow-receiver-network`).
+    pub receiver_destinations: pilothouse_notify::DestinationPolicy,
 }
 
 /// Limits applied to every request.

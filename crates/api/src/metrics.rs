@@ -5,10 +5,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -26,20 +27,30 @@ struct Series {
     buckets: [u64; BUCKETS.len()],
 }
 
-/// Request counters and latency histograms, keyed by method, route template and status.
+/// Request counters and latency histograms, keyed by method, route template
+/// and status; open connections.
 #[derive(Debug, Default)]
 pub struct HttpMetrics {
-    series: Mutex<BTreeMap<(String, String, u16), Series>>,
+    series: Mutex<BTreeMap<(&'static str, String, u16), Series>>,
+    connections: AtomicI64,
 }
 
 impl HttpMetrics {
-    fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    pub(crate) fn connection_opened(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn observe(&self, method: &'static str, route: &str, status: u16, seconds: f64) {
         let mut series = self
             .series
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let entry = series
-            .entry((method.to_owned(), route.to_owned(), status))
+            .entry((method, route.to_owned(), status))
             .or_default();
         entry.count += 1;
         entry.sum_seconds += seconds;
@@ -56,6 +67,13 @@ impl HttpMetrics {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
+        out.push_str("# HELP pilothouse_http_connections HTTP connections open.\n");
+        out.push_str("# TYPE pilothouse_http_connections gauge\n");
+        let _ = writeln!(
+            out,
+            "pilothouse_http_connections {}",
+            self.connections.load(Ordering::Relaxed)
+        );
         out.push_str("# HELP pilothouse_http_requests_total HTTP requests answered, by method, route and status.\n");
         out.push_str("# TYPE pilothouse_http_requests_total counter\n");
         for ((method, route, status), s) in &series {
@@ -96,18 +114,34 @@ impl HttpMetrics {
     }
 }
 
+/// The method label: one of the standard methods, else `OTHER`, so that
+/// made-up methods (sent before any authentication) add no series.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
 /// Middleware recording every request under its route template (never the raw
-/// path, so cluster names do not explode the label set).
+/// path, so cluster names do not explode the label set) and a fixed set of
+/// method labels: the label set stays bounded whatever clients send.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let response = next.run(request).await;
     state.metrics.observe(
-        &method,
+        method,
         &route,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),

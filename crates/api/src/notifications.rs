@@ -54,8 +54,9 @@ impl From<ReceiverRecord> for ReceiverView {
     }
 }
 
-/// A receiver to create or replace.
-#[derive(Debug, Deserialize, ToSchema)]
+/// A receiver to create or replace. `Debug` leaves the configuration out
+/// (it holds secrets).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiverBody {
     /// A DNS-1123 label.
@@ -66,6 +67,15 @@ pub struct ReceiverBody {
     /// …, "from": …, "to": […]}`. Write-only.
     #[schema(value_type = Object)]
     pub config: Value,
+}
+
+impl std::fmt::Debug for ReceiverBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiverBody")
+            .field("name", &self.name)
+            .field("config", &"<redacted>")
+            .finish()
+    }
 }
 
 /// A delivery of a notification to a receiver.
@@ -140,7 +150,7 @@ pub async fn create_receiver(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ReceiverBody>,
 ) -> Result<(StatusCode, ApiJson<ReceiverView>), ApiError> {
-    let write = receiver_write(body)?;
+    let write = receiver_write(&state, body).await?;
     let record = state
         .store
         .create_receiver(&state.master_key, &write)
@@ -178,7 +188,7 @@ pub async fn replace_receiver(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<ReceiverBody>,
 ) -> Result<ApiJson<ReceiverView>, ApiError> {
-    let write = receiver_write(body)?;
+    let write = receiver_write(&state, body).await?;
     let record = state
         .store
         .update_receiver(&state.master_key, &name, &write)
@@ -234,12 +244,19 @@ pub async fn list_deliveries(
     ))
 }
 
-fn receiver_write(body: ReceiverBody) -> Result<ReceiverWrite, ApiError> {
+/// A receiver to store: its configuration checked, and its destination
+/// resolved and refused when it is a loopback, private, link-local or
+/// metadata address the operator did not allow (checked again at every
+/// delivery).
+async fn receiver_write(state: &AppState, body: ReceiverBody) -> Result<ReceiverWrite, ApiError> {
     check_name(&body.name)?;
     let config: ReceiverConfig = serde_json::from_value(body.config.clone())
         .map_err(|error| ApiError::bad_field("config", error.to_string()))?;
     config
         .validate()
+        .map_err(|error| ApiError::bad_field("config", error.to_string()))?;
+    pilothouse_notify::check_destination(&config, &state.outbound.receiver_destinations)
+        .await
         .map_err(|error| ApiError::bad_field("config", error.to_string()))?;
     let kind = match &config {
         ReceiverConfig::Slack { .. } => ReceiverKind::Slack,

@@ -34,14 +34,23 @@ pub struct TokenView {
     pub last_used_at: Option<i64>,
 }
 
-/// A newly created token, with its secret.
-#[derive(Debug, Serialize, ToSchema)]
+/// A newly created token, with its secret (which `Debug` leaves out).
+#[derive(Serialize, ToSchema)]
 pub struct CreatedToken {
     /// The token.
     #[serde(flatten)]
     pub token: TokenView,
     /// The bearer secret. Shown only here; store it now.
     pub secret: String,
+}
+
+impl std::fmt::Debug for CreatedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedToken")
+            .field("token", &self.token)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
 }
 
 impl From<ApiToken> for TokenView {

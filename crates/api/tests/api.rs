@@ -1,6 +1,7 @@
 //! The REST API end to end through the router: a real SQLite file, real
 //! kube-apiserver clusters from testenv, no mocks.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -9,10 +10,11 @@ use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
 use pilothouse_api::{
-    AppState, BoxFuture, GitOpsControl, HttpMetrics, IncidentControl, Limits, ScaffoldError,
-    Scaffolded,
+    AppState, BoxFuture, GitOpsControl, HttpMetrics, IncidentControl, Limits, OutboundPolicy,
+    ScaffoldError, Scaffolded,
 };
 use pilothouse_fleet::{CheckSettings, KubeconfigPolicy};
+use pilothouse_notify::DestinationPolicy;
 use pilothouse_store::{MasterKey, Scope, Store};
 use pilothouse_testenv::{FakeNode, ProviderCloud, TestCluster, start_fleet};
 use serde_json::{Value, json};
@@ -88,6 +90,10 @@ async fn api() -> Api {
         metrics: Arc::new(HttpMetrics::default()),
         gitops: Arc::new(Control(Arc::clone(&requests))),
         incidents: Arc::new(Control(Arc::clone(&requests))),
+        outbound: Arc::new(OutboundPolicy {
+            local_repo_roots: vec![PathBuf::from("/srv/git")],
+            receiver_destinations: DestinationPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]),
+        }),
     };
     let router = pilothouse_api::router(state, &Limits::default());
     Api {

@@ -3,6 +3,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::limits::{LimitMessage, ReadLimit};
+
 /// What can go wrong writing, verifying or reading a backup archive.
 ///
 /// Every variant that is about an archive's content names the entry (its
@@ -156,7 +158,8 @@ pub enum BackupError {
         source: io::Error,
     },
 
-    /// Non-zero bytes follow the end of the tar archive.
+    /// Non-zero bytes, or more than 1 MiB of zero bytes, follow the end of
+    /// the tar archive.
     #[error("`{}` has data after the end of the tar archive", archive.display())]
     TrailingData {
         /// The archive file.
@@ -186,7 +189,9 @@ pub enum BackupError {
         path: String,
     },
 
-    /// `manifest.json` is larger than any real manifest.
+    /// `manifest.json` is larger than any real manifest: 64 MiB, a fixed
+    /// cap beside the [`ReadLimits`](crate::ReadLimits). Found from its
+    /// header, before it is read.
     #[error("manifest.json is {size} bytes, more than the limit of {limit}")]
     ManifestTooLarge {
         /// Its size.
@@ -264,6 +269,23 @@ pub enum BackupError {
     DuplicateEntry {
         /// The path inside the archive.
         path: String,
+    },
+
+    /// The archive exceeds one of the [`ReadLimits`](crate::ReadLimits):
+    /// an entry, the store copy or all entries together are larger, or
+    /// there are more entries, than allowed. It may be a decompression
+    /// bomb. Found while decompressing, from the entry's header or as soon
+    /// as its content passes the limit, without reading on; nothing is
+    /// kept.
+    #[error("{}", LimitMessage { what: *what, path, limit: *limit })]
+    LimitExceeded {
+        /// Which limit.
+        what: ReadLimit,
+        /// The entry at which the limit was passed: its path inside the
+        /// archive.
+        path: String,
+        /// The limit's value (bytes, or entries for [`ReadLimit::Entries`]).
+        limit: u64,
     },
 
     /// The directory to extract into exists and is not empty.

@@ -2,9 +2,12 @@
 //!
 //! This crate owns the file format and nothing else: writing an archive
 //! ([`ArchiveWriter`]), and verifying one ([`verify`]) or verifying while
-//! reading it ([`VerifiedArchive`]: objects in memory, the store copy in a
-//! temporary directory) or extracting it ([`extract_verified`]), so that a
-//! restore has checked everything before it changes anything.
+//! reading it ([`VerifiedArchive`]: objects and the store copy in a private
+//! temporary directory, objects parsed one at a time as they are iterated)
+//! or extracting it ([`extract_verified`]), so that a restore has checked
+//! everything before it changes anything, and within [`ReadLimits`], so
+//! that a small crafted archive cannot make a restore exhaust memory or
+//! disk.
 //!
 //! It must not talk to a cluster, run SQL, or decide what goes into a
 //! backup: the caller hands it a consistent copy of the store (SQLite
@@ -67,10 +70,13 @@
 //!   each with its size in bytes and the SHA-256 of its content.
 //!
 //! A reader accepts an archive only when all of this holds: the zstd frame
-//! decodes completely and its checksum matches; nothing but zero blocks
-//! follows the tar end; every entry is a regular file whose path is UTF-8,
-//! relative, free of empty, `.` and `..` components, within the alphabet
-//! above and in the layout of the table; no path occurs twice; the manifest
+//! decodes completely (with a window of at most 128 MiB) and its checksum
+//! matches; nothing but zero blocks, at most 1 MiB of them, follows the tar
+//! end; every entry is a regular file (GNU long-name entries of at most
+//! 4097 bytes aside; PAX and other extension entries are refused) whose
+//! path is UTF-8, relative, free of empty, `.` and `..` components, within
+//! the alphabet above and in the layout of the table; no path occurs
+//! twice; the entries are within the [limits](#limits); the manifest
 //! is present and last, of a supported version, and consistent (sorted
 //! unique files, `store` true exactly when the store file is listed, every
 //! object under a listed cluster, counts matching the files); and each
@@ -81,6 +87,37 @@
 //! into place (then fsyncs the directory), so a file at the archive path
 //! is always complete. With the same entries added in the same order and
 //! the same [`ManifestInfo`], it writes identical bytes.
+//!
+//! # Limits
+//!
+//! The manifest, which alone says what sizes to expect, is the last entry,
+//! so everything before it is read untrusted. A reader therefore enforces
+//! [`ReadLimits`] while it decompresses, and refuses an archive that passes
+//! one with [`BackupError::LimitExceeded`] naming the entry and the limit:
+//!
+//! | limit | default | caps |
+//! | --- | --- | --- |
+//! | [`max_entry_bytes`](ReadLimits::max_entry_bytes) | 16 MiB | one object entry |
+//! | [`max_store_bytes`](ReadLimits::max_store_bytes) | 16 GiB | `store/pilothouse.db` |
+//! | [`max_total_bytes`](ReadLimits::max_total_bytes) | 32 GiB | the content of all entries, manifest included |
+//! | [`max_entries`](ReadLimits::max_entries) | 2,000,000 | entries, manifest included |
+//!
+//! and `manifest.json` has a fixed cap of 64 MiB
+//! ([`BackupError::ManifestTooLarge`]). Each entry's size in its tar header
+//! is checked before any of its content is read, and its content is
+//! counted as it is read: reading stops as soon as a cap is passed, and
+//! nothing of the archive is decompressed after that. Entries are counted
+//! as they are met, and the total kept as they are read. No entry's
+//! content is held in memory (the manifest's aside): it is hashed, and
+//! written where it goes, through a 64 KiB buffer, so memory does not grow
+//! with the archive's content, only with its number of entries (a path and
+//! a digest each), beside the zstd window (at most 128 MiB, 8 MiB at the
+//! writer's levels) and the manifest. A refused archive leaves nothing behind:
+//! [`extract_verified`] removes what it extracted, [`VerifiedArchive`]
+//! its temporary directory. The functions without a `_with_limits` suffix
+//! use [`ReadLimits::default`].
+//!
+//! # Example
 //!
 //! ```no_run
 //! use std::path::Path;
@@ -112,16 +149,21 @@
 //! ```
 
 mod error;
+mod limits;
 mod manifest;
 mod path;
 mod reader;
 mod writer;
 
 pub use crate::error::{BackupError, Result};
+pub use crate::limits::{ReadLimit, ReadLimits};
 pub use crate::manifest::{ClusterEntry, FORMAT_VERSION, FileEntry, Manifest, ManifestInfo};
 pub use crate::path::{
     CLUSTER_SCOPE_DIR, CLUSTERS_DIR, CORE_GROUP_DIR, MANIFEST_PATH, STORE_PATH, object_path,
     sanitize_segment,
 };
-pub use crate::reader::{ArchivedObject, Objects, VerifiedArchive, extract_verified, verify};
+pub use crate::reader::{
+    ArchivedObject, Objects, VerifiedArchive, extract_verified, extract_verified_with_limits,
+    verify, verify_with_limits,
+};
 pub use crate::writer::{ArchiveWriter, DEFAULT_COMPRESSION_LEVEL, Progress, WriterOptions};

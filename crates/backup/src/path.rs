@@ -20,7 +20,7 @@ pub const CLUSTER_SCOPE_DIR: &str = "_cluster";
 pub const CORE_GROUP_DIR: &str = "core";
 
 /// The longest path accepted in an archive, in bytes.
-const MAX_PATH: usize = 4096;
+pub(crate) const MAX_PATH: usize = 4096;
 /// Past this many bytes a sanitised segment is shortened and given a hash
 /// suffix, so that `<segment>.json` stays within the usual 255-byte file
 /// name limit.

@@ -1,4 +1,9 @@
 //! Verifying an archive, and extracting a verified one.
+//!
+//! Everything here reads the archive as a stream, once, and never holds an
+//! entry's content in memory: entries are hashed (and written where they
+//! go) through a fixed buffer, and every entry is checked against the
+//! [`ReadLimits`] before and while it is read.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -10,28 +15,57 @@ use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
 use crate::error::{BackupError, Result};
+use crate::limits::{ReadLimit, ReadLimits};
 use crate::manifest::{ClusterEntry, Manifest};
-use crate::path::{EntryKind, MANIFEST_PATH, classify, hex, sanitize_segment};
+use crate::path::{EntryKind, MANIFEST_PATH, MAX_PATH, classify, hex, sanitize_segment};
 
 /// No real manifest comes near this: 64 MiB.
 const MANIFEST_LIMIT: u64 = 64 << 20;
+
+/// The most zero bytes accepted after the end of the tar archive (tar's end
+/// of archive blocks, and padding to a record size): 1 MiB.
+const TRAILER_LIMIT: u64 = 1 << 20;
+
+/// The largest zstd window accepted, as a power of two: 128 MiB (zstd's own
+/// default, made explicit), which bounds the decoder's memory. The writer's
+/// levels 1 to 19 use at most 8 MiB.
+const WINDOW_LOG_MAX: u32 = 27;
+
+/// How much of an entry is held in memory at once.
+const COPY_BUFFER: usize = 64 * 1024;
 
 /// Reads the whole archive at `archive` and checks it: a zstd stream with
 /// its checksum, a tar stream of regular files with safe paths in the
 /// layout, each path once, `manifest.json` last, a supported format
 /// version, a manifest consistent with itself, and every entry's size and
 /// SHA-256 equal to the manifest's, with no entry missing or unlisted.
-/// Returns the manifest; nothing is written anywhere.
+/// Returns the manifest; nothing is written anywhere. Uses
+/// [`ReadLimits::default`].
 pub fn verify(archive: &Path) -> Result<Manifest> {
-    scan(archive, &mut Target::Discard).map(|(manifest, _)| manifest)
+    verify_with_limits(archive, &ReadLimits::default())
+}
+
+/// As [`verify`], with the given limits instead of the defaults.
+pub fn verify_with_limits(archive: &Path, limits: &ReadLimits) -> Result<Manifest> {
+    scan(archive, limits, &mut Target::Discard).map(|(manifest, _)| manifest)
 }
 
 /// Verifies `archive` (as [`verify`]) while extracting every entry into
 /// `dest` (as `tar -xf` would, plus `manifest.json`), which must be empty
-/// or not exist. On any error what was extracted is removed again (and
-/// `dest` too when this call created it), so a caller sees either a
-/// completely verified tree or nothing. Extracted files are not synced.
+/// or not exist. On any error, a passed limit included, what was extracted
+/// is removed again (and `dest` too when this call created it), so a caller
+/// sees either a completely verified tree or nothing. Extracted files are
+/// not synced. Uses [`ReadLimits::default`].
 pub fn extract_verified(archive: &Path, dest: &Path) -> Result<Manifest> {
+    extract_verified_with_limits(archive, dest, &ReadLimits::default())
+}
+
+/// As [`extract_verified`], with the given limits instead of the defaults.
+pub fn extract_verified_with_limits(
+    archive: &Path,
+    dest: &Path,
+    limits: &ReadLimits,
+) -> Result<Manifest> {
     let created = match fs::read_dir(dest) {
         Ok(mut entries) => {
             if entries.next().is_some() {
@@ -47,12 +81,13 @@ pub fn extract_verified(archive: &Path, dest: &Path) -> Result<Manifest> {
         }
         Err(error) => return Err(BackupError::io("read", dest, error)),
     };
-    let result = scan(archive, &mut Target::Directory(dest)).and_then(|(manifest, bytes)| {
-        let file = dest.join(MANIFEST_PATH);
-        write_new(&file, &mut &bytes[..])
-            .map_err(|error| error.into_backup_error(archive))
-            .map(|_| manifest)
-    });
+    let result =
+        scan(archive, limits, &mut Target::Directory(dest)).and_then(|(manifest, bytes)| {
+            let file = dest.join(MANIFEST_PATH);
+            write_new(&file, &mut &bytes[..])
+                .map_err(|error| error.into_backup_error(archive))
+                .map(|_| manifest)
+        });
     if result.is_err() {
         // best effort: the error to report is the verification's
         if created {
@@ -68,17 +103,22 @@ pub fn extract_verified(archive: &Path, dest: &Path) -> Result<Manifest> {
 }
 
 /// A verified archive, ready for a restore that may now start changing
-/// things: the manifest, the objects (held in memory, as the JSON bytes the
-/// archive has: their uncompressed size) and the store copy (written to a
-/// private temporary directory, removed on drop). Its `Debug` output shows
-/// the manifest and object paths, never the objects (they may be Secrets).
+/// things: the manifest, the objects and the store copy. Objects and store
+/// copy are written, as they are read and verified, to a private temporary
+/// directory (removed on drop, and at once when verification fails); the
+/// objects are read back and parsed one at a time by [`Objects`]. Memory
+/// use therefore does not grow with the size of the archive's content,
+/// only with its number of entries (a path and a digest each). Its `Debug`
+/// output shows the manifest and object paths, never the objects (they may
+/// be Secrets).
 pub struct VerifiedArchive {
     manifest: Manifest,
-    /// Path inside the archive -> content, for every object.
-    objects: BTreeMap<String, Vec<u8>>,
+    /// Path inside the archive -> number of its file in `work`, for every
+    /// object.
+    objects: BTreeMap<String, u64>,
     store_file: Option<PathBuf>,
-    /// Holds the store copy; removed on drop.
-    _work: TempDir,
+    /// Holds the store copy and the objects; removed on drop.
+    work: TempDir,
     /// Sanitised cluster directory -> index into `manifest.clusters`.
     cluster_dirs: HashMap<String, usize>,
 }
@@ -95,33 +135,52 @@ impl std::fmt::Debug for VerifiedArchive {
 
 impl VerifiedArchive {
     /// Reads and verifies `archive` completely (as [`verify`]); the store
-    /// copy goes to a new directory under the system's temporary directory.
-    /// Nothing is kept when verification fails.
+    /// copy and the objects go to a new directory under the system's
+    /// temporary directory. Nothing is kept when verification fails. Uses
+    /// [`ReadLimits::default`].
     pub fn open(archive: &Path) -> Result<Self> {
+        Self::open_with_limits(archive, &ReadLimits::default())
+    }
+
+    /// As [`open`](Self::open), with the given limits instead of the
+    /// defaults.
+    pub fn open_with_limits(archive: &Path, limits: &ReadLimits) -> Result<Self> {
         let work = tempfile::Builder::new()
             .prefix(".pilothouse-restore-")
             .tempdir()
             .map_err(|source| BackupError::io("create", std::env::temp_dir(), source))?;
-        Self::read(archive, work)
+        Self::read(archive, work, limits)
     }
 
     /// As [`open`](Self::open), with the temporary directory made in
     /// `work_dir`: on the file system of the restore's target, the store
     /// file can then be renamed into place.
     pub fn open_in(archive: &Path, work_dir: &Path) -> Result<Self> {
+        Self::open_in_with_limits(archive, work_dir, &ReadLimits::default())
+    }
+
+    /// As [`open_in`](Self::open_in), with the given limits instead of the
+    /// defaults.
+    pub fn open_in_with_limits(
+        archive: &Path,
+        work_dir: &Path,
+        limits: &ReadLimits,
+    ) -> Result<Self> {
         let work = tempfile::Builder::new()
             .prefix(".pilothouse-restore-")
             .tempdir_in(work_dir)
             .map_err(|source| BackupError::io("create", work_dir, source))?;
-        Self::read(archive, work)
+        Self::read(archive, work, limits)
     }
 
-    fn read(archive: &Path, work: TempDir) -> Result<Self> {
+    fn read(archive: &Path, work: TempDir, limits: &ReadLimits) -> Result<Self> {
         let mut objects = BTreeMap::new();
+        // on an error `work` is dropped here, with everything written to it
         let (manifest, _) = scan(
             archive,
-            &mut Target::Memory {
-                store_dir: work.path(),
+            limits,
+            &mut Target::Work {
+                dir: work.path(),
                 objects: &mut objects,
             },
         )?;
@@ -136,7 +195,7 @@ impl VerifiedArchive {
             manifest,
             objects,
             store_file,
-            _work: work,
+            work,
             cluster_dirs,
         })
     }
@@ -208,12 +267,13 @@ impl std::fmt::Debug for ArchivedObject {
     }
 }
 
-/// Iterates over objects of a [`VerifiedArchive`], parsing each when
-/// reached (an object that is not JSON is an error item, not the end).
+/// Iterates over objects of a [`VerifiedArchive`], reading each from the
+/// archive's temporary directory and parsing it when reached (an object
+/// that is not JSON, or cannot be read, is an error item, not the end).
 pub struct Objects<'a> {
     archive: &'a VerifiedArchive,
     only: Option<usize>,
-    entries: std::collections::btree_map::Iter<'a, String, Vec<u8>>,
+    entries: std::collections::btree_map::Iter<'a, String, u64>,
 }
 
 impl Iterator for Objects<'_> {
@@ -221,7 +281,7 @@ impl Iterator for Objects<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let (path, bytes) = self.entries.next()?;
+            let (path, number) = self.entries.next()?;
             let Some(index) = self.archive.cluster_of(path) else {
                 continue;
             };
@@ -229,8 +289,13 @@ impl Iterator for Objects<'_> {
                 continue;
             }
             let cluster = &self.archive.manifest.clusters[index].name;
+            let file = object_file(self.archive.work.path(), *number);
+            let bytes = match fs::read(&file) {
+                Ok(bytes) => bytes,
+                Err(source) => return Some(Err(BackupError::io("read", file, source))),
+            };
             return Some(
-                serde_json::from_slice(bytes)
+                serde_json::from_slice(&bytes)
                     .map(|object| ArchivedObject {
                         cluster: cluster.clone(),
                         path: path.clone(),
@@ -248,28 +313,42 @@ impl Iterator for Objects<'_> {
 /// Where the store copy goes in a [`VerifiedArchive`]'s directory.
 const STORE_FILE_NAME: &str = "pilothouse.db";
 
+/// Where the objects go in a [`VerifiedArchive`]'s directory, one file
+/// each, named by number in archive order.
+const OBJECTS_DIR: &str = "objects";
+
+/// The file of object `number` in the directory `work`.
+fn object_file(work: &Path, number: u64) -> PathBuf {
+    work.join(OBJECTS_DIR).join(number.to_string())
+}
+
 /// Where [`scan`] puts entries.
 enum Target<'a> {
     /// Nowhere: verification only.
     Discard,
-    /// Every entry as a file under this directory.
+    /// Every entry as a file under this directory, at its archive path.
     Directory(&'a Path),
-    /// The store file into this directory, objects into the map.
-    Memory {
-        store_dir: &'a Path,
-        objects: &'a mut BTreeMap<String, Vec<u8>>,
+    /// The store file into `dir`, and every object as a numbered file
+    /// under it, recorded in `objects`.
+    Work {
+        dir: &'a Path,
+        objects: &'a mut BTreeMap<String, u64>,
     },
 }
 
 /// Size and SHA-256 of an entry as read.
 struct Seen {
     size: u64,
-    sha256: String,
+    sha256: [u8; 32],
 }
 
 /// Reads and checks the whole archive, putting entries into `target`.
 /// Returns the manifest and its bytes.
-fn scan(archive: &Path, target: &mut Target<'_>) -> Result<(Manifest, Vec<u8>)> {
+fn scan(
+    archive: &Path,
+    limits: &ReadLimits,
+    target: &mut Target<'_>,
+) -> Result<(Manifest, Vec<u8>)> {
     let file = File::open(archive).map_err(|source| BackupError::io("open", archive, source))?;
     let length = file
         .metadata()
@@ -280,14 +359,30 @@ fn scan(archive: &Path, target: &mut Target<'_>) -> Result<(Manifest, Vec<u8>)> 
             archive: archive.to_owned(),
         });
     }
-    let decoder = zstd::stream::read::Decoder::new(ErrorTap::new(file))
+    let mut decoder = zstd::stream::read::Decoder::new(ErrorTap::new(file))
+        .map_err(|source| BackupError::io("start decompressing", archive, source))?;
+    decoder
+        .window_log_max(WINDOW_LOG_MAX)
         .map_err(|source| BackupError::io("start decompressing", archive, source))?;
     let mut tar = tar::Archive::new(ErrorTap::new(decoder));
-    let read = read_entries(archive, &mut tar, target);
+    let mut tally = Tally {
+        limits,
+        entries: 0,
+        bytes: 0,
+    };
+    let read = read_entries(archive, &mut tar, target, &mut tally);
     let mut decompressed = tar.into_inner();
-    // A corrupt stream often shows first as a tar, JSON or checksum error;
-    // reading on to the end of the zstd frame names the real cause.
-    let trailing = drain(&mut decompressed);
+    let drained = match &read {
+        // final: decompressing on is what the limits guard against
+        Err(BackupError::LimitExceeded { .. } | BackupError::ManifestTooLarge { .. }) => {
+            Drained::default()
+        }
+        // A corrupt stream often shows first as a tar, JSON or checksum
+        // error; reading on to the end of the zstd frame (within the total
+        // limit) names the real cause.
+        Err(_) => drain(&mut decompressed, tally.remaining()),
+        Ok(_) => drain(&mut decompressed, TRAILER_LIMIT),
+    };
     let file_error = decompressed.inner.get_mut().get_mut().error.take();
     if let Some(source) = file_error {
         return Err(BackupError::io("read", archive, source));
@@ -309,7 +404,7 @@ fn scan(archive: &Path, target: &mut Target<'_>) -> Result<(Manifest, Vec<u8>)> 
         manifest: manifest_bytes,
         mut seen,
     } = read?;
-    if trailing {
+    if drained.trailing || drained.cut_short {
         return Err(BackupError::TrailingData {
             archive: archive.to_owned(),
         });
@@ -332,11 +427,12 @@ fn scan(archive: &Path, target: &mut Target<'_>) -> Result<(Manifest, Vec<u8>)> 
                 actual: found.size,
             });
         }
-        if found.sha256 != file.sha256 {
+        let actual = hex(&found.sha256);
+        if actual != file.sha256 {
             return Err(BackupError::ChecksumMismatch {
                 path: file.path.clone(),
                 expected: file.sha256.clone(),
-                actual: found.sha256,
+                actual,
             });
         }
     }
@@ -346,12 +442,98 @@ fn scan(archive: &Path, target: &mut Target<'_>) -> Result<(Manifest, Vec<u8>)> 
     Ok((manifest, manifest_bytes))
 }
 
+/// Entries and bytes read so far, against the limits.
+struct Tally<'a> {
+    limits: &'a ReadLimits,
+    /// Entries met, long name entries not counted.
+    entries: u64,
+    /// Content bytes read, the manifest's included.
+    bytes: u64,
+}
+
+impl Tally<'_> {
+    /// Counts the entry at `path`, failing when it is one too many.
+    fn count_entry(&mut self, path: &str) -> Result<()> {
+        self.entries += 1;
+        if self.entries > self.limits.max_entries {
+            return Err(BackupError::LimitExceeded {
+                what: ReadLimit::Entries,
+                path: path.to_owned(),
+                limit: self.limits.max_entries,
+            });
+        }
+        Ok(())
+    }
+
+    /// What remains of the total limit.
+    fn remaining(&self) -> u64 {
+        self.limits.max_total_bytes.saturating_sub(self.bytes)
+    }
+
+    /// The cap for the content of the next entry, of `kind`.
+    fn cap(&self, kind: EntryKind<'_>) -> EntryCap {
+        let (own, limit) = match kind {
+            EntryKind::Manifest => (MANIFEST_LIMIT, None),
+            EntryKind::Store => (self.limits.max_store_bytes, Some(ReadLimit::StoreBytes)),
+            EntryKind::Object { .. } => (self.limits.max_entry_bytes, Some(ReadLimit::EntryBytes)),
+        };
+        EntryCap {
+            own,
+            limit,
+            remaining: self.remaining(),
+            total: self.limits.max_total_bytes,
+        }
+    }
+}
+
+/// The most one entry's content may be: the smaller of its own cap and
+/// what remains of the total.
+struct EntryCap {
+    /// The entry's own cap: the manifest's, the store's or an object's.
+    own: u64,
+    /// Which limit `own` is; `None` for the manifest's fixed one.
+    limit: Option<ReadLimit>,
+    /// What remains of the total limit.
+    remaining: u64,
+    /// The total limit.
+    total: u64,
+}
+
+impl EntryCap {
+    fn max(&self) -> u64 {
+        self.own.min(self.remaining)
+    }
+
+    /// The error for the entry at `path` being `size` bytes (declared, or
+    /// counted so far), more than [`max`](Self::max). Its own cap is named
+    /// when it is passed, the total otherwise.
+    fn exceeded(&self, path: &str, size: u64) -> BackupError {
+        match self.limit {
+            None if size > self.own => BackupError::ManifestTooLarge {
+                size,
+                limit: self.own,
+            },
+            Some(what) if size > self.own => BackupError::LimitExceeded {
+                what,
+                path: path.to_owned(),
+                limit: self.own,
+            },
+            _ => BackupError::LimitExceeded {
+                what: ReadLimit::TotalBytes,
+                path: path.to_owned(),
+                limit: self.total,
+            },
+        }
+    }
+}
+
 /// Reads every tar entry: the manifest's bytes, and size and digest of the
-/// others (put into `target`).
+/// others (put into `target`), counting them in `tally`.
 fn read_entries<R: Read>(
     archive: &Path,
     tar: &mut tar::Archive<R>,
     target: &mut Target<'_>,
+    tally: &mut Tally<'_>,
 ) -> Result<Entries> {
     let tar_error = |source| BackupError::Tar {
         archive: archive.to_owned(),
@@ -359,35 +541,65 @@ fn read_entries<R: Read>(
     };
     let mut manifest: Option<Vec<u8>> = None;
     let mut seen: HashMap<String, Seen> = HashMap::new();
-    for entry in tar.entries().map_err(tar_error)? {
+    let mut long_name: Option<Vec<u8>> = None;
+    // Raw: the tar crate would read a GNU long name or PAX entry whole into
+    // memory, whatever its size. Long names are read here, within the path
+    // limit; any other extension entry is refused as not a regular file.
+    for entry in tar.entries().map_err(tar_error)?.raw(true) {
         let mut entry = entry.map_err(tar_error)?;
-        let path = String::from_utf8(entry.path_bytes().into_owned()).map_err(|error| {
-            BackupError::InvalidPath {
-                path: String::from_utf8_lossy(error.as_bytes()).into_owned(),
-                reason: "not UTF-8",
+        let header = entry.header();
+        let entry_type = header.entry_type();
+        let recognized = header.as_gnu().is_some() || header.as_ustar().is_some();
+        if recognized && entry_type.is_gnu_longname() {
+            if long_name.is_some() {
+                return Err(tar_error(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "two long name entries describe the same entry",
+                )));
             }
+            long_name = Some(read_long_name(archive, &mut entry)?);
+            continue;
+        }
+        let path_bytes = match long_name.take() {
+            Some(name) => name,
+            None => entry.path_bytes().into_owned(),
+        };
+        let path = String::from_utf8(path_bytes).map_err(|error| BackupError::InvalidPath {
+            path: String::from_utf8_lossy(error.as_bytes()).into_owned(),
+            reason: "not UTF-8",
         })?;
         if manifest.is_some() {
             return Err(BackupError::EntryAfterManifest { path });
         }
-        let kind = classify(&path)?;
-        let entry_type = entry.header().entry_type();
+        tally.count_entry(&path)?;
         if !entry_type.is_file() {
             return Err(BackupError::UnsupportedEntryType {
                 path,
                 entry_type: describe(entry_type),
             });
         }
+        let kind = classify(&path)?;
         let size = entry.size();
+        // the header's size first, so that nothing of a bomb is read
+        let cap = tally.cap(kind);
+        if size > cap.max() {
+            return Err(cap.exceeded(&path, size));
+        }
+        // then the bytes as they come, in case the header lies
+        let mut content = Capped::new(&mut entry, cap.max());
         if kind == EntryKind::Manifest {
-            if size > MANIFEST_LIMIT {
-                return Err(BackupError::ManifestTooLarge {
-                    size,
-                    limit: MANIFEST_LIMIT,
+            let mut bytes = Vec::new();
+            if let Err(error) = content.read_to_end(&mut bytes) {
+                return Err(if content.passed() {
+                    cap.exceeded(&path, content.read)
+                } else {
+                    tar_error(error)
                 });
             }
-            let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).map_err(tar_error)?;
+            tally.bytes += content.read;
+            if content.read != size {
+                return Err(tar_error(ended_early(&path, content.read, size)));
+            }
             manifest = Some(bytes);
             continue;
         }
@@ -395,32 +607,126 @@ fn read_entries<R: Read>(
             return Err(BackupError::DuplicateEntry { path });
         }
         let copied = match target {
-            Target::Discard => copy_hashing(&mut entry, &mut io::sink()).map_err(CopyError::Read),
-            Target::Directory(dest) => write_new(&dest.join(&path), &mut entry),
-            Target::Memory { store_dir, .. } if kind == EntryKind::Store => {
-                write_new(&store_dir.join(STORE_FILE_NAME), &mut entry)
+            Target::Discard => copy_hashing(&mut content, &mut io::sink()).map_err(CopyError::Read),
+            Target::Directory(dest) => write_new(&dest.join(&path), &mut content),
+            Target::Work { dir, .. } if kind == EntryKind::Store => {
+                write_new(&dir.join(STORE_FILE_NAME), &mut content)
             }
-            Target::Memory { objects, .. } => {
-                // the header's size is not trusted for the allocation
-                let mut bytes = Vec::with_capacity(size.min(1 << 20) as usize);
-                let copied = copy_hashing(&mut entry, &mut bytes).map_err(CopyError::Read);
-                objects.insert(path.clone(), bytes);
+            Target::Work { dir, objects } => {
+                // paths are unique (checked above), so numbers are too
+                let number = objects.len() as u64;
+                let copied = write_new(&object_file(dir, number), &mut content);
+                objects.insert(path.clone(), number);
                 copied
             }
         };
-        let found = copied.map_err(|error| error.into_backup_error(archive))?;
+        let found = match copied {
+            Ok(found) => found,
+            Err(_) if content.passed() => return Err(cap.exceeded(&path, content.read)),
+            Err(error) => return Err(error.into_backup_error(archive)),
+        };
+        tally.bytes += found.size;
         if found.size != size {
-            return Err(tar_error(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!(
-                    "entry `{path}` ends after {} of its {size} bytes",
-                    found.size
-                ),
-            )));
+            return Err(tar_error(ended_early(&path, found.size, size)));
         }
         seen.insert(path, found);
     }
+    if long_name.is_some() {
+        return Err(tar_error(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a long name entry is not followed by the entry it names",
+        )));
+    }
     Ok(Entries { manifest, seen })
+}
+
+/// Reads a GNU long name entry: the path of the next entry, NUL-terminated,
+/// refused when longer than the format's path limit.
+fn read_long_name<R: Read>(archive: &Path, entry: &mut tar::Entry<'_, R>) -> Result<Vec<u8>> {
+    let header_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+    let too_long = || BackupError::InvalidPath {
+        path: header_path.clone(),
+        reason: "a GNU long name of more than 4096 bytes",
+    };
+    // the path and its NUL
+    let max = MAX_PATH as u64 + 1;
+    let size = entry.size();
+    if size > max {
+        return Err(too_long());
+    }
+    let mut name = Vec::new();
+    let mut content = Capped::new(&mut *entry, max);
+    if let Err(source) = content.read_to_end(&mut name) {
+        return Err(if content.passed() {
+            too_long()
+        } else {
+            BackupError::Tar {
+                archive: archive.to_owned(),
+                source,
+            }
+        });
+    }
+    if content.read != size {
+        return Err(BackupError::Tar {
+            archive: archive.to_owned(),
+            source: ended_early(&header_path, content.read, size),
+        });
+    }
+    if name.last() == Some(&0) {
+        name.pop();
+    }
+    Ok(name)
+}
+
+/// The error of an entry whose content ends before its header's size.
+fn ended_early(path: &str, read: u64, size: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("entry `{path}` ends after {read} of its {size} bytes"),
+    )
+}
+
+/// Reads at most `max` bytes of `inner` and fails as soon as more come,
+/// without reading on: a running count that an entry's header cannot lie
+/// to.
+struct Capped<R> {
+    inner: R,
+    max: u64,
+    /// Bytes read so far; past `max` once the cap is passed.
+    read: u64,
+}
+
+impl<R: Read> Capped<R> {
+    fn new(inner: R, max: u64) -> Self {
+        Self {
+            inner,
+            max,
+            read: 0,
+        }
+    }
+
+    /// Whether more than `max` bytes came.
+    fn passed(&self) -> bool {
+        self.read > self.max
+    }
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let passed = || io::Error::other("the entry is larger than its limit");
+        if self.passed() {
+            return Err(passed());
+        }
+        // one byte more than allowed shows whether there is more
+        let room = (self.max - self.read).saturating_add(1);
+        let len = usize::try_from(room).map_or(buf.len(), |room| room.min(buf.len()));
+        let read = self.inner.read(&mut buf[..len])?;
+        self.read += read as u64;
+        if self.passed() {
+            return Err(passed());
+        }
+        Ok(read)
+    }
 }
 
 /// What [`read_entries`] found.
@@ -473,12 +779,13 @@ fn write_new(file: &Path, content: &mut impl Read) -> Result<Seen, CopyError> {
     Ok(seen)
 }
 
-/// Copies `from` to `to`, returning size and SHA-256. A failure to write is
-/// returned with [`io::ErrorKind::WriteZero`] (its message kept).
+/// Copies `from` to `to` through a fixed buffer, returning size and
+/// SHA-256. A failure to write is returned with
+/// [`io::ErrorKind::WriteZero`] (its message kept).
 fn copy_hashing(from: &mut impl Read, to: &mut impl Write) -> io::Result<Seen> {
     let mut hasher = Sha256::new();
     let mut size = 0u64;
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; COPY_BUFFER];
     loop {
         let read = match from.read(&mut buf) {
             Ok(0) => break,
@@ -493,21 +800,39 @@ fn copy_hashing(from: &mut impl Read, to: &mut impl Write) -> io::Result<Seen> {
     }
     Ok(Seen {
         size,
-        sha256: hex(&hasher.finalize()),
+        sha256: hasher.finalize().into(),
     })
 }
 
-/// Reads `reader` to its end; whether anything but zero bytes (tar's end
-/// of archive blocks) came. Errors are left in the taps.
-fn drain(reader: &mut impl Read) -> bool {
-    let mut trailing = false;
-    let mut buf = vec![0u8; 64 * 1024];
+/// What [`drain`] found.
+#[derive(Default)]
+struct Drained {
+    /// Something but zero bytes came.
+    trailing: bool,
+    /// More than the budget came; the rest was not read.
+    cut_short: bool,
+}
+
+/// Reads `reader` to its end, or until more than `budget` bytes came;
+/// whether anything but zero bytes (tar's end of archive blocks) came.
+/// Errors are left in the taps.
+fn drain(reader: &mut impl Read, budget: u64) -> Drained {
+    let mut drained = Drained::default();
+    let mut total = 0u64;
+    let mut buf = vec![0u8; COPY_BUFFER];
     loop {
         match reader.read(&mut buf) {
-            Ok(0) => return trailing,
-            Ok(read) => trailing |= buf[..read].iter().any(|byte| *byte != 0),
+            Ok(0) => return drained,
+            Ok(read) => {
+                drained.trailing |= buf[..read].iter().any(|byte| *byte != 0);
+                total += read as u64;
+                if total > budget {
+                    drained.cut_short = true;
+                    return drained;
+                }
+            }
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return trailing,
+            Err(_) => return drained,
         }
     }
 }
@@ -551,6 +876,53 @@ impl<R: Read> Read for ErrorTap<R> {
                 Err(copy)
             }
             other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts what is read from it.
+    struct Counting<'a> {
+        inner: &'a [u8],
+        read: usize,
+    }
+
+    impl Read for Counting<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let read = self.inner.read(buf)?;
+            self.read += read;
+            Ok(read)
+        }
+    }
+
+    #[test]
+    fn capped_stops_one_byte_past_the_cap() {
+        let data = vec![7u8; 1 << 20];
+        let mut source = Counting {
+            inner: &data,
+            read: 0,
+        };
+        let mut capped = Capped::new(&mut source, 1000);
+        let error = copy_hashing(&mut capped, &mut io::sink())
+            .err()
+            .expect("a megabyte passes a cap of 1000 bytes");
+        assert_eq!(error.kind(), io::ErrorKind::Other);
+        assert!(capped.passed());
+        assert_eq!(capped.read, 1001);
+        // the rest of the entry was never read
+        assert_eq!(source.read, 1001);
+    }
+
+    #[test]
+    fn capped_passes_content_up_to_the_cap() {
+        for (len, max) in [(0, 0), (1000, 1000), (999, 1000), (5, u64::MAX)] {
+            let data = vec![1u8; len];
+            let mut capped = Capped::new(&data[..], max);
+            let seen = copy_hashing(&mut capped, &mut io::sink()).expect("within the cap");
+            assert_eq!((seen.size, capped.passed()), (len as u64, false));
         }
     }
 }

@@ -20,10 +20,15 @@
 //!   legacy `auth-provider` are refused.
 //! - The server must be an `https://` URL without user info or query.
 //! - Exec plugins: the command must be a bare name on the allow-list; for the
-//!   four known plugins the subcommand is pinned (`aws eks get-token`,
-//!   `aws-iam-authenticator token`, `kubelogin get-token`), so an allow-listed
-//!   general-purpose CLI cannot run arbitrary actions with the service's cloud
-//!   identity; only a short list of environment variables may be set (no `PATH`,
+//!   known plugins the subcommand is pinned and comes first (`aws eks
+//!   get-token` after known global options only, `aws-iam-authenticator
+//!   token`, `kubelogin get-token`), every option before it known as a flag
+//!   or as taking a value, so an allow-listed general-purpose CLI cannot run
+//!   arbitrary actions with the service's cloud identity; the cluster's server
+//!   must match one of the operator's endpoint patterns for the plugin
+//!   ([`ExecServerPattern`]), so the token the plugin issues never goes to a
+//!   server of the uploader's choosing; only a short list of environment
+//!   variables may be set (no `PATH`,
 //!   `LD_*`, `*_FILE`, …); `interactiveMode` is forced to `Never` (a service has
 //!   no terminal, and kube inherits stdin/stderr otherwise).
 //! - Unknown fields are refused inside the chosen context, cluster and user and
@@ -42,6 +47,10 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 
 use crate::yaml;
+
+mod exec;
+
+pub use exec::{DEFAULT_EXEC_SERVER_PATTERNS, ExecServerPattern};
 
 /// Largest kubeconfig accepted, in bytes.
 pub const MAX_KUBECONFIG_BYTES: usize = 1024 * 1024;
@@ -75,26 +84,57 @@ pub const ALLOWED_EXEC_ENV: [&str; 14] = [
     "CLOUDSDK_CONTAINER_USE_APPLICATION_DEFAULT_CREDENTIALS",
 ];
 
-/// Which exec credential plugins an uploaded kubeconfig may use.
+/// Which exec credential plugins an uploaded kubeconfig may use, and with
+/// which servers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KubeconfigPolicy {
     /// Bare command names (no `/`), e.g. `aws`. A command holding a `/` is
     /// refused even when listed here.
     pub allowed_exec_commands: Vec<String>,
+    /// The servers each plugin may hand its credentials to. A plugin with no
+    /// pattern here is never run.
+    pub exec_server_patterns: Vec<ExecServerPattern>,
 }
 
 impl Default for KubeconfigPolicy {
-    /// `aws`, `aws-iam-authenticator`, `gke-gcloud-auth-plugin` and `kubelogin`.
+    /// `aws`, `aws-iam-authenticator`, `gke-gcloud-auth-plugin` and
+    /// `kubelogin`, each with its cloud's endpoints
+    /// ([`DEFAULT_EXEC_SERVER_PATTERNS`]).
     fn default() -> Self {
         Self {
             allowed_exec_commands: DEFAULT_EXEC_COMMANDS.map(str::to_owned).to_vec(),
+            exec_server_patterns: ExecServerPattern::defaults(),
         }
     }
 }
 
 impl KubeconfigPolicy {
+    /// The policy with `patterns` in place of the built-in patterns of every
+    /// plugin they name (other plugins keep theirs).
+    pub fn with_exec_server_patterns(mut self, patterns: Vec<ExecServerPattern>) -> Self {
+        self.exec_server_patterns
+            .retain(|kept| patterns.iter().all(|given| given.plugin != kept.plugin));
+        self.exec_server_patterns.extend(patterns);
+        self
+    }
+
     fn allows(&self, command: &str) -> bool {
         !command.contains(['/', '\\']) && self.allowed_exec_commands.iter().any(|c| c == command)
+    }
+
+    /// The first of the plugin's patterns the server matches.
+    fn server_pattern(&self, plugin: &str, server: &str) -> Option<&ExecServerPattern> {
+        self.exec_server_patterns
+            .iter()
+            .find(|rule| rule.plugin == plugin && rule.matches(server))
+    }
+
+    fn patterns_of(&self, plugin: &str) -> Vec<String> {
+        self.exec_server_patterns
+            .iter()
+            .filter(|rule| rule.plugin == plugin)
+            .map(|rule| rule.pattern().to_owned())
+            .collect()
     }
 }
 
@@ -111,6 +151,9 @@ pub struct ValidatedKubeconfig {
     pub server_url: String,
     /// The exec credential plugin the user runs, if any.
     pub exec_command: Option<String>,
+    /// The operator's endpoint pattern that lets the plugin talk to this
+    /// server (with `exec_command`).
+    pub exec_server_pattern: Option<ExecServerPattern>,
     /// A kubeconfig holding only the chosen context, its cluster and its user,
     /// with current-context set — what the store encrypts. Holds secrets.
     pub minimized_yaml: String,
@@ -122,6 +165,7 @@ impl fmt::Debug for ValidatedKubeconfig {
             .field("context", &self.context)
             .field("server_url", &self.server_url)
             .field("exec_command", &self.exec_command)
+            .field("exec_server_pattern", &self.exec_server_pattern)
             .field("minimized_yaml", &"<redacted>")
             .finish()
     }
@@ -170,6 +214,22 @@ pub enum KubeconfigError {
         command: String,
         /// The only accepted form.
         expected: &'static str,
+    },
+    /// The cluster's server does not match any of the operator's endpoint
+    /// patterns for the user's exec plugin: the token it issues would go to a
+    /// server of the uploader's choosing.
+    #[error(
+        "`{field}`: the exec credential plugin `{command}` may only be used with servers \
+         matching {} (the operator's --exec-server-pattern); this server does not match",
+        patterns_text(.patterns)
+    )]
+    ExecServerNotAllowed {
+        /// The offending field (`clusters[…].cluster.server`).
+        field: String,
+        /// The plugin.
+        command: String,
+        /// The operator's patterns for the plugin.
+        patterns: Vec<String>,
     },
     /// The legacy `auth-provider` mechanism is refused.
     #[error(
@@ -238,6 +298,7 @@ impl KubeconfigError {
             Self::FileReference { field }
             | Self::ExecNotAllowed { field, .. }
             | Self::ExecArguments { field, .. }
+            | Self::ExecServerNotAllowed { field, .. }
             | Self::AuthProvider { field }
             | Self::MissingCluster { field, .. }
             | Self::MissingUser { field, .. }
@@ -245,6 +306,13 @@ impl KubeconfigError {
             | Self::UnsupportedField { field }
             | Self::InvalidField { field, .. } => Some(field),
         }
+    }
+}
+
+fn patterns_text(patterns: &[String]) -> String {
+    match patterns {
+        [] => "no pattern at all".to_owned(),
+        patterns => patterns.join(", "),
     }
 }
 
@@ -351,6 +419,19 @@ pub(crate) fn validate(
         exec_command = command;
         users_out.push(json!({"name": user_name, "user": user_out}));
     }
+    let exec_server_pattern = match &exec_command {
+        None => None,
+        Some(command) => Some(
+            policy
+                .server_pattern(command, &server_url)
+                .cloned()
+                .ok_or_else(|| KubeconfigError::ExecServerNotAllowed {
+                    field: format!("clusters[{cluster_name}].cluster.server"),
+                    command: command.clone(),
+                    patterns: policy.patterns_of(command),
+                })?,
+        ),
+    };
 
     let minimized = json!({
         "apiVersion": "v1",
@@ -370,6 +451,7 @@ pub(crate) fn validate(
         context: context_name,
         server_url,
         exec_command,
+        exec_server_pattern,
         minimized_yaml: yaml::to_string(&minimized),
     };
     Ok((validated, minimized))
@@ -766,46 +848,6 @@ fn check_user(
     Ok((out, exec_command))
 }
 
-/// The subcommand an allow-listed plugin must run, for the plugins we know.
-fn pinned_subcommand(command: &str) -> Option<(&'static [&'static str], &'static str)> {
-    match command {
-        "aws" => Some((&["eks", "get-token"], "aws eks get-token …")),
-        "aws-iam-authenticator" => Some((&["token"], "aws-iam-authenticator token …")),
-        "kubelogin" => Some((&["get-token"], "kubelogin get-token …")),
-        _ => None,
-    }
-}
-
-/// Whether the first non-option arguments are exactly `subcommand`.
-fn runs_subcommand(args: &[String], subcommand: &[&str]) -> bool {
-    // global options before the subcommand take a value (`--region us-east-1`)
-    // or are flags; skipping `--x` and its value when it has no `=` is enough for
-    // the plugins above, whose subcommand words never start with `-`
-    let mut rest = args.iter().map(String::as_str);
-    let mut positional = Vec::new();
-    while let Some(arg) = rest.next() {
-        if positional.is_empty() && arg.starts_with('-') {
-            if !arg.contains('=') && arg.starts_with("--") && !is_boolean_flag(arg) {
-                rest.next();
-            }
-            continue;
-        }
-        positional.push(arg);
-        if positional.len() == subcommand.len() {
-            break;
-        }
-    }
-    positional == subcommand
-}
-
-/// Global flags of the pinned plugins that take no value.
-fn is_boolean_flag(arg: &str) -> bool {
-    matches!(
-        arg,
-        "--debug" | "--no-verify-ssl" | "--no-paginate" | "--no-sign-request" | "--no-cli-pager"
-    )
-}
-
 /// Whether an exec argument names a file on the server.
 fn is_path_argument(arg: &str) -> bool {
     let (flag, value) = match arg.split_once('=') {
@@ -915,9 +957,7 @@ fn check_exec(
         }
     }
     let api_version = api_version.ok_or_else(|| invalid(at("apiVersion"), "is required"))?;
-    if let Some((subcommand, expected)) = pinned_subcommand(command)
-        && !runs_subcommand(&args, subcommand)
-    {
+    if let Err(expected) = exec::check_arguments(command, &args) {
         return Err(KubeconfigError::ExecArguments {
             field: at("args"),
             command: command.to_owned(),
@@ -1011,6 +1051,18 @@ mod tests {
 
     const PROD: &str = "https://prod.example.com:6443";
 
+    /// The default policy, with every default plugin also allowed to talk
+    /// to [`PROD`].
+    fn test_policy() -> KubeconfigPolicy {
+        let mut policy = KubeconfigPolicy::default();
+        for plugin in DEFAULT_EXEC_COMMANDS {
+            policy
+                .exec_server_patterns
+                .push(ExecServerPattern::new(plugin, PROD).unwrap());
+        }
+        policy
+    }
+
     enum Want {
         Accepted {
             context: &'static str,
@@ -1030,7 +1082,7 @@ mod tests {
 
     fn check(input: (&str, Option<&str>), expected: Want) {
         let (yaml, context) = input;
-        let result = validate_kubeconfig(yaml, context, &KubeconfigPolicy::default());
+        let result = validate_kubeconfig(yaml, context, &test_policy());
         match (result, expected) {
             (
                 Ok(validated),
@@ -1050,12 +1102,8 @@ mod tests {
                     "{yaml}"
                 );
                 // what is stored validates again to the same result
-                let again = validate_kubeconfig(
-                    &validated.minimized_yaml,
-                    None,
-                    &KubeconfigPolicy::default(),
-                )
-                .expect("the minimized kubeconfig validates");
+                let again = validate_kubeconfig(&validated.minimized_yaml, None, &test_policy())
+                    .expect("the minimized kubeconfig validates");
                 assert_eq!(again, validated, "{}", validated.minimized_yaml);
             }
             (Err(error), Want::Refused(want, field)) => {
@@ -1222,7 +1270,7 @@ mod tests {
                 KubeconfigError::ExecArguments {
                     field: "users[admin].user.exec.args".into(),
                     command: "aws".into(),
-                    expected: "aws eks get-token …",
+                    expected: "aws [--region R] [--profile P] … eks get-token …",
                 },
                 Some("users[admin].user.exec.args".into()),
             ),
@@ -1273,9 +1321,111 @@ mod tests {
     }
 
     #[test]
+    fn exec_plugins_only_talk_to_their_clouds_endpoints() {
+        let defaults = KubeconfigPolicy::default();
+        let user_of = |command: &str| match command {
+            "aws" => exec_user("aws", &["eks", "get-token", "--cluster-name", "victim"], ""),
+            "kubelogin" => exec_user("kubelogin", &["get-token", "--server-id", "any"], ""),
+            other => exec_user(other, &[], ""),
+        };
+        let at = |server: &str, command: &str| {
+            config(
+                &format!(
+                    "    server: {server}\n    certificate-authority-data: {}\n",
+                    ca()
+                ),
+                &user_of(command),
+            )
+        };
+        for (server, command, ok) in [
+            ("https://evil.example.com", "aws", false),
+            ("https://127.0.0.1:6443", "aws", false),
+            ("https://10.0.0.1", "gke-gcloud-auth-plugin", false),
+            ("https://evil.example.com", "kubelogin", false),
+            ("https://a1b2.gr7.us-east-1.eks.amazonaws.com", "aws", true),
+            (
+                "https://a1b2.gr7.us-east-1.eks.amazonaws.com",
+                "kubelogin",
+                false,
+            ),
+            (
+                "https://prod-dns-1.hcp.westeurope.azmk8s.io:443",
+                "kubelogin",
+                true,
+            ),
+            (
+                "https://gke-0123.us-central1.gke.goog",
+                "gke-gcloud-auth-plugin",
+                true,
+            ),
+        ] {
+            let result = validate_kubeconfig(&at(server, command), None, &defaults);
+            match result {
+                Ok(validated) => {
+                    assert!(ok, "{command} at {server} was accepted");
+                    assert_eq!(validated.exec_command.as_deref(), Some(command));
+                    assert!(validated.exec_server_pattern.is_some());
+                }
+                Err(error) => {
+                    assert!(!ok, "{command} at {server}: {error}");
+                    assert_eq!(error.field(), Some("clusters[prod].cluster.server"));
+                    assert!(
+                        matches!(&error, KubeconfigError::ExecServerNotAllowed { command: c, .. } if c == command),
+                        "{error}"
+                    );
+                    assert!(
+                        error.to_string().contains("--exec-server-pattern"),
+                        "{error}"
+                    );
+                }
+            }
+        }
+        // an operator lists an IP endpoint for one plugin; its built-in
+        // patterns are replaced, the other plugins keep theirs
+        let policy = KubeconfigPolicy::default().with_exec_server_patterns(vec![
+            "gke-gcloud-auth-plugin=https://10.0.0.1".parse().unwrap(),
+        ]);
+        let stored = validate_kubeconfig(
+            &at("https://10.0.0.1", "gke-gcloud-auth-plugin"),
+            None,
+            &policy,
+        )
+        .expect("listed by the operator");
+        assert!(
+            validate_kubeconfig(
+                &at(
+                    "https://gke-0123.us-central1.gke.goog",
+                    "gke-gcloud-auth-plugin"
+                ),
+                None,
+                &policy
+            )
+            .is_err()
+        );
+        assert!(
+            validate_kubeconfig(
+                &at("https://a1b2.gr7.us-east-1.eks.amazonaws.com", "aws"),
+                None,
+                &policy
+            )
+            .is_ok()
+        );
+        // stored credentials are checked again under today's policy
+        let error = validate_kubeconfig(&stored.minimized_yaml, None, &defaults).unwrap_err();
+        assert!(
+            matches!(error, KubeconfigError::ExecServerNotAllowed { .. }),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn a_path_command_is_refused_even_when_listed() {
         let policy = KubeconfigPolicy {
             allowed_exec_commands: vec!["/usr/bin/aws".into()],
+            exec_server_patterns: vec![
+                ExecServerPattern::new("/usr/bin/aws", PROD)
+                    .unwrap_or_else(|_| ExecServerPattern::new("aws", PROD).unwrap()),
+            ],
         };
         let yaml = with_user(&exec_user("/usr/bin/aws", &["eks", "get-token"], ""));
         let error = validate_kubeconfig(&yaml, None, &policy).unwrap_err();
@@ -1292,6 +1442,7 @@ mod tests {
     fn an_operator_can_allow_another_plugin() {
         let policy = KubeconfigPolicy {
             allowed_exec_commands: vec!["my-sso-helper".into()],
+            exec_server_patterns: vec![ExecServerPattern::new("my-sso-helper", PROD).unwrap()],
         };
         let yaml = with_user(&exec_user("my-sso-helper", &["login", "--quiet"], ""));
         let validated = validate_kubeconfig(&yaml, None, &policy).unwrap();
@@ -1529,7 +1680,7 @@ mod tests {
             parse_error("a kubeconfig is one YAML document, found several (line 18, column 1)"),
         );
         let aliased = with_user(&format!("    token: &t {TOKEN}\n    as: *t\n"));
-        let error = validate_kubeconfig(&aliased, None, &KubeconfigPolicy::default()).unwrap_err();
+        let error = validate_kubeconfig(&aliased, None, &test_policy()).unwrap_err();
         assert!(
             matches!(&error, KubeconfigError::Parse { message } if message.contains("aliases")),
             "{error}"
@@ -1684,7 +1835,7 @@ mod tests {
             },
         );
         check((&yaml, None), accepted(None));
-        let lab = validate_kubeconfig(&yaml, Some("lab"), &KubeconfigPolicy::default()).unwrap();
+        let lab = validate_kubeconfig(&yaml, Some("lab"), &test_policy()).unwrap();
         assert!(
             !lab.minimized_yaml.contains(TOKEN),
             "{}",
@@ -1729,7 +1880,7 @@ mod tests {
                 "      interactiveMode: Always\n",
             ),
         );
-        let validated = validate_kubeconfig(&yaml, None, &KubeconfigPolicy::default()).unwrap();
+        let validated = validate_kubeconfig(&yaml, None, &test_policy()).unwrap();
         let document = yaml::parse_document(&validated.minimized_yaml).unwrap();
         assert_eq!(
             document["users"][0]["user"]["exec"]["interactiveMode"],
@@ -1743,12 +1894,8 @@ mod tests {
 
     #[test]
     fn debug_output_hides_the_credentials() {
-        let validated = validate_kubeconfig(
-            &with_user(&token_user()),
-            None,
-            &KubeconfigPolicy::default(),
-        )
-        .unwrap();
+        let validated =
+            validate_kubeconfig(&with_user(&token_user()), None, &test_policy()).unwrap();
         assert!(validated.minimized_yaml.contains(TOKEN));
         let debug = format!("{validated:?}");
         assert!(!debug.contains(TOKEN), "{debug}");

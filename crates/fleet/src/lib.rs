@@ -54,8 +54,9 @@ pub use backup::{
 pub use cloud::detect_cloud;
 pub use health::{CheckError, CheckSettings, check_and_record, run_checks};
 pub use kubeconfig::{
-    ALLOWED_EXEC_ENV, DEFAULT_EXEC_COMMANDS, KubeconfigError, KubeconfigPolicy,
-    MAX_KUBECONFIG_BYTES, ValidatedKubeconfig, validate_kubeconfig,
+    ALLOWED_EXEC_ENV, DEFAULT_EXEC_COMMANDS, DEFAULT_EXEC_SERVER_PATTERNS, ExecServerPattern,
+    KubeconfigError, KubeconfigPolicy, MAX_KUBECONFIG_BYTES, ValidatedKubeconfig,
+    validate_kubeconfig,
 };
 pub use probe::{Probe, ProbeError, client_for, probe, watch_client_for};
 pub use sync::{

@@ -106,8 +106,10 @@ async fn build_client(
     timeout: Duration,
     read_timeout: Duration,
 ) -> Result<Client, ProbeError> {
+    // checked again: the plugin runs only for the server its pattern allows
     let policy = KubeconfigPolicy {
         allowed_exec_commands: kubeconfig.exec_command.iter().cloned().collect(),
+        exec_server_patterns: kubeconfig.exec_server_pattern.iter().cloned().collect(),
     };
     let (_, document) = kubeconfig::validate(
         &kubeconfig.minimized_yaml,

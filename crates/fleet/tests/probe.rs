@@ -8,7 +8,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, PostParams};
 use pilothouse_fleet::{
-    KubeconfigPolicy, ProbeError, ValidatedKubeconfig, client_for, probe, validate_kubeconfig,
+    ExecServerPattern, KubeconfigPolicy, ProbeError, ValidatedKubeconfig, client_for, probe,
+    validate_kubeconfig,
 };
 use pilothouse_store::Cloud;
 use pilothouse_testenv::{Binaries, FakeNode, ProviderCloud, TestCluster, start_fleet};
@@ -257,10 +258,14 @@ async fn a_failing_exec_plugin_is_a_config_error_that_keeps_its_secrets() {
              env:\n      - name: AAD_SERVICE_PRINCIPAL_CLIENT_SECRET\n        value: {secret}\n"
         )
     };
+    let server = format!("https://127.0.0.1:{}", closed_port());
     let policy = KubeconfigPolicy {
         allowed_exec_commands: vec!["false".into(), "true".into(), "no-such-plugin".into()],
+        exec_server_patterns: ["false", "true", "no-such-plugin"]
+            .iter()
+            .map(|plugin| ExecServerPattern::new(plugin, &server).unwrap())
+            .collect(),
     };
-    let server = format!("https://127.0.0.1:{}", closed_port());
     for (command, expected) in [
         ("false", "failed"),
         ("true", "no usable credentials"),

@@ -28,7 +28,9 @@ mod known_hosts;
 mod remote;
 pub mod webhook;
 
-pub use remote::{RemoteKind, RemoteOptions, RepoCredentials, validate_remote_url};
+pub use remote::{
+    RemoteKind, RemoteOptions, RepoCredentials, remote_origin, url_origin, validate_remote_url,
+};
 
 use remote::Connection;
 
@@ -296,7 +298,10 @@ impl Mirror {
 
     /// Writes the tree of revision `id` into `dest`, which must not exist yet:
     /// regular and executable files, directories and symlinks. A submodule is
-    /// an error, not skipped.
+    /// an error, not skipped. So is a symbolic link that does not resolve to
+    /// something inside the checkout (absolute, climbing out with `..`,
+    /// through other links, or dangling): a commit must not make the service
+    /// read files elsewhere on its host. Nothing is left in `dest` then.
     pub fn checkout(&self, id: &str, dest: &Path) -> Result<PathBuf, GitError> {
         let tree = self
             .commit(id)?
@@ -304,10 +309,14 @@ impl Mirror {
             .map_err(git(format!("reading the tree of {id}")))?;
         fs::create_dir(dest).map_err(io(format!("creating {}", dest.display())))?;
         let mut failure = None;
+        let mut links = Vec::new();
         tree.walk(TreeWalkMode::PreOrder, |parent, entry| {
             let name = String::from_utf8_lossy(entry.name_bytes()).into_owned();
             let relative = format!("{parent}{name}");
             let target = dest.join(&relative);
+            if entry.filemode() == 0o120000 {
+                links.push(relative.clone());
+            }
             let outcome = match entry.kind() {
                 Some(ObjectType::Tree) => {
                     fs::create_dir(&target).map_err(io(format!("creating {relative}")))
@@ -336,10 +345,14 @@ impl Mirror {
             true => Ok(()),
             false => Err(git("walking the tree")(error)),
         })?;
-        match failure {
-            Some(error) => Err(error),
-            None => Ok(dest.to_owned()),
+        if let Some(error) = failure {
+            return Err(error);
         }
+        if let Err(error) = links_stay_inside(dest, &links) {
+            let _ = fs::remove_dir_all(dest);
+            return Err(error);
+        }
+        Ok(dest.to_owned())
     }
 
     fn write_blob(
@@ -373,6 +386,27 @@ impl Mirror {
         }
         Ok(())
     }
+}
+
+/// Checks that every symbolic link of a checkout resolves, through any
+/// other links, to an entry inside it.
+fn links_stay_inside(dest: &Path, links: &[String]) -> Result<(), GitError> {
+    if links.is_empty() {
+        return Ok(());
+    }
+    let root = fs::canonicalize(dest).map_err(io(format!("resolving {}", dest.display())))?;
+    for link in links {
+        match fs::canonicalize(dest.join(link)) {
+            Ok(target) if target.starts_with(&root) => {}
+            _ => {
+                return Err(GitError::Unsupported {
+                    path: link.clone(),
+                    what: "a symbolic link that leads outside the repository (or nowhere)",
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Mirror {

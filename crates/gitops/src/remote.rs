@@ -196,6 +196,14 @@ fn classify_url(scheme: &str, url: &str) -> Result<RemoteKind, String> {
                 .to_owned(),
         );
     }
+    if matches!(scheme, "http" | "https") && !parsed.username().is_empty() {
+        // a token is often given as the user name; it would be stored,
+        // shown and logged with the URL
+        return Err(
+            "the URL names a user: give the user name and token through the credentials instead"
+                .to_owned(),
+        );
+    }
     if parsed.query().is_some() || parsed.fragment().is_some() {
         return Err("a query string or fragment is not supported in a remote URL".to_owned());
     }
@@ -214,10 +222,20 @@ fn classify_url(scheme: &str, url: &str) -> Result<RemoteKind, String> {
             }
             Ok(RemoteKind::File)
         }
-        "http" => Ok(RemoteKind::Http {
-            host: host()?,
-            port: port.unwrap_or(80),
-        }),
+        "http" => {
+            let host = host()?;
+            if !is_loopback_host(&host) {
+                return Err(
+                    "plain http:// is neither authenticated nor encrypted: use https (http is \
+                     accepted only to a loopback host)"
+                        .to_owned(),
+                );
+            }
+            Ok(RemoteKind::Http {
+                host,
+                port: port.unwrap_or(80),
+            })
+        }
         "https" => Ok(RemoteKind::Https {
             host: host()?,
             port: port.unwrap_or(443),
@@ -236,6 +254,43 @@ fn classify_url(scheme: &str, url: &str) -> Result<RemoteKind, String> {
             })
         }
     }
+}
+
+/// Whether a host names this machine: `localhost`, 127.0.0.0/8 or `::1`.
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
+}
+
+/// The origin credentials are bound to: `scheme://host:port` of an HTTP(S)
+/// or SSH remote (scp-like addresses are `ssh://`), `local` for a path or
+/// `file://` URL. Credentials sealed for one origin are never sent to
+/// another: a repository URL that changes its origin needs new ones.
+pub fn remote_origin(kind: &RemoteKind) -> String {
+    let bracketed = |host: &str| match host.contains(':') {
+        true => format!("[{}]", host.to_ascii_lowercase()),
+        false => host.to_ascii_lowercase(),
+    };
+    match kind {
+        RemoteKind::LocalPath | RemoteKind::File => "local".to_owned(),
+        RemoteKind::Http { host, port } => format!("http://{}:{port}", bracketed(host)),
+        RemoteKind::Https { host, port } => format!("https://{}:{port}", bracketed(host)),
+        RemoteKind::Ssh { host, port, .. } => format!("ssh://{}:{port}", bracketed(host)),
+    }
+}
+
+/// The origin ([`remote_origin`]) of a remote URL, judged on the URL alone
+/// (whatever the credentials); an error for a URL that
+/// [`validate_remote_url`] refuses with any credentials.
+pub fn url_origin(url: &str) -> Result<String, GitError> {
+    classify(url)
+        .map(|kind| remote_origin(&kind))
+        .map_err(|reason| GitError::InvalidRemote {
+            url_redacted: redact_url(url),
+            reason,
+        })
 }
 
 /// `user@host:path`, git's rule: a colon before any slash.
@@ -891,15 +946,18 @@ mod tests {
         );
         check("https://[::1]:8443/d.git", &none, Ok(https("::1", 8443)));
         check(
-            "https://bot@github.com/acme/d.git",
-            &token(),
-            Ok(https("github.com", 443)),
-        );
-        check(
-            "http://mirror.internal/d.git",
+            "http://127.0.0.1:8080/d.git",
             &none,
             Ok(RemoteKind::Http {
-                host: "mirror.internal".to_owned(),
+                host: "127.0.0.1".to_owned(),
+                port: 8080,
+            }),
+        );
+        check(
+            "http://localhost/d.git",
+            &none,
+            Ok(RemoteKind::Http {
+                host: "localhost".to_owned(),
                 port: 80,
             }),
         );
@@ -934,7 +992,27 @@ mod tests {
             Err("git:// is neither authenticated"),
         );
         check("ftp://example.com/d.git", &none, Err("the scheme `ftp`"));
-        check("http://mirror.internal/d.git", &token(), Err("plaintext"));
+        check("http://127.0.0.1/d.git", &token(), Err("plaintext"));
+        check(
+            "http://mirror.internal/d.git",
+            &none,
+            Err("only to a loopback host"),
+        );
+        check(
+            "http://10.0.0.7/d.git",
+            &none,
+            Err("only to a loopback host"),
+        );
+        check(
+            "https://ghp_secret@github.com/acme/d.git",
+            &none,
+            Err("names a user"),
+        );
+        check(
+            "https://bot@github.com/acme/d.git",
+            &token(),
+            Err("names a user"),
+        );
         check(
             "https://bot:pa55w0rd@github.com/acme/d.git",
             &none,
@@ -1035,6 +1113,47 @@ mod tests {
             &empty_token,
             Err("the token is empty"),
         );
+    }
+
+    #[test]
+    fn credentials_are_bound_to_scheme_host_and_port() {
+        let origin = |url: &str, credentials: &RepoCredentials| {
+            remote_origin(&validate_remote_url(url, credentials).expect(url))
+        };
+        let none = RepoCredentials::None;
+        for (url, credentials, expected) in [
+            (
+                "https://GitHub.com/a/d.git",
+                &token(),
+                "https://github.com:443",
+            ),
+            (
+                "https://github.com:443/b/e.git",
+                &none,
+                "https://github.com:443",
+            ),
+            (
+                "https://github.com:8443/a/d.git",
+                &none,
+                "https://github.com:8443",
+            ),
+            ("https://[::1]:8443/d.git", &none, "https://[::1]:8443"),
+            ("http://127.0.0.1/d.git", &none, "http://127.0.0.1:80"),
+            (
+                "git@git.example.com:a/d.git",
+                &ssh_key(),
+                "ssh://git.example.com:22",
+            ),
+            (
+                "ssh://git@127.0.0.1:2222/repo.git",
+                &ssh_key(),
+                "ssh://127.0.0.1:2222",
+            ),
+            ("/srv/git/d.git", &none, "local"),
+            ("file:///srv/git/d.git", &none, "local"),
+        ] {
+            assert_eq!(origin(url, credentials), expected, "{url}");
+        }
     }
 
     #[test]

@@ -184,3 +184,73 @@ fn a_submodule_is_refused_not_skipped() {
         other => panic!("expected the submodule to be refused, got {other:?}"),
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn symlinks_that_leave_the_checkout_are_refused() {
+    use std::os::unix::fs::symlink;
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.yaml"), "kind: Secret\n").unwrap();
+    let checkout = |name: &str, link: &str, target: &Path| {
+        let source = source();
+        std::fs::create_dir_all(source.path().join("manifests")).unwrap();
+        if name == "chained" {
+            // each link alone looks harmless: `here` is `.`, and `up` goes
+            // through it to the parent of the root
+            symlink(".", source.path().join("here")).unwrap();
+        }
+        symlink(target, source.path().join(link)).unwrap();
+        git(source.path(), &["add", "-A"]);
+        git(source.path(), &["commit", "-q", "-m", name]);
+        let data = tempfile::tempdir().unwrap();
+        let mirror = Mirror::open(
+            &data.path().join("mirror"),
+            source.path().to_str().unwrap(),
+            "main",
+        )
+        .unwrap();
+        let revision = mirror.fetch().unwrap();
+        let dest = data.path().join("checkout");
+        let result = mirror.checkout(&revision.id, &dest);
+        (result, dest.exists(), data, source)
+    };
+    for (name, link, target) in [
+        (
+            "absolute",
+            "manifests/kustomization.yaml",
+            outside.path().join("secret.yaml"),
+        ),
+        (
+            "climbing",
+            "manifests/kustomization.yaml",
+            Path::new("../../../../../../../../etc/hostname").to_path_buf(),
+        ),
+        ("chained", "up", Path::new("here/..").to_path_buf()),
+        (
+            "dangling",
+            "manifests/gone.yaml",
+            Path::new("nothing-here.yaml").to_path_buf(),
+        ),
+    ] {
+        let (result, left, _data, _source) = checkout(name, link, &target);
+        match result {
+            Err(GitError::Unsupported { path, what }) => {
+                assert_eq!(path, link, "{name}");
+                assert!(what.contains("symbolic link"), "{name}: {what}");
+            }
+            other => panic!("{name}: expected the link to be refused, got {other:?}"),
+        }
+        assert!(!left, "{name}: nothing of the checkout is left");
+    }
+    // a link that stays inside is kept
+    let (result, _, _data, _source) = checkout(
+        "inside",
+        "manifests/kustomization.yaml",
+        Path::new("../overlays/aks/kustomization.yaml"),
+    );
+    let dest = result.expect("a link inside the checkout is fine");
+    assert_eq!(
+        std::fs::read_to_string(dest.join("manifests/kustomization.yaml")).unwrap(),
+        "resources: []\n"
+    );
+}

@@ -106,10 +106,6 @@ const RESERVED_HEADERS: &[&str] = &[
     crate::deliver::SIGNATURE_HEADER,
 ];
 
-/// Shortest secret that is scrubbed from text a receiver sends back; shorter
-/// ones would garble the text and reveal little.
-const MIN_SCRUBBED_LEN: usize = 4;
-
 impl ReceiverConfig {
     /// The kind of receiver, as in the JSON tag: `slack`, `webhook` or
     /// `email`.
@@ -129,6 +125,15 @@ impl ReceiverConfig {
     /// deliverer sets. Email addresses must parse, there must be at least
     /// one recipient, user name and password go together, and a password
     /// is sent without TLS only to a loopback host.
+    ///
+    /// This looks at the configuration only and resolves no name; whether
+    /// the host may be reached at all is for [`check_destination`] (when
+    /// the receiver is created) and the [`Deliverer`] (at every
+    /// connection) to say, under a [`DestinationPolicy`].
+    ///
+    /// [`check_destination`]: crate::check_destination
+    /// [`Deliverer`]: crate::Deliverer
+    /// [`DestinationPolicy`]: crate::DestinationPolicy
     pub fn validate(&self) -> Result<(), NotifyError> {
         match self {
             Self::Slack {
@@ -252,31 +257,6 @@ impl ReceiverConfig {
             }),
         }
     }
-
-    /// Every secret of the receiver, longest first, to scrub from text that
-    /// comes back from it.
-    pub(crate) fn secrets(&self) -> Vec<String> {
-        let mut secrets: Vec<String> = Vec::new();
-        match self {
-            Self::Slack { url, .. } => {
-                secrets.push(url.clone());
-                secrets.extend(url_secret_parts(url));
-            }
-            Self::Webhook {
-                url,
-                headers,
-                hmac_secret,
-            } => {
-                secrets.extend(url_secret_parts(url));
-                secrets.extend(headers.values().cloned());
-                secrets.extend(hmac_secret.clone());
-            }
-            Self::Email { password, .. } => secrets.extend(password.clone()),
-        }
-        secrets.retain(|s| s.len() >= MIN_SCRUBBED_LEN);
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets
-    }
 }
 
 impl fmt::Debug for ReceiverConfig {
@@ -369,23 +349,6 @@ fn redacted_url(raw: &str) -> String {
     format!("{}/***", endpoint_of(raw))
 }
 
-/// A URL's path and query as written and as normalized, when there is more
-/// than `/`.
-fn url_secret_parts(raw: &str) -> Vec<String> {
-    let mut parts = Vec::new();
-    if let Some((_, after_scheme)) = raw.split_once("://")
-        && let Some(start) = after_scheme.find(['/', '?', '#'])
-    {
-        parts.push(after_scheme[start..].to_owned());
-    }
-    if let Ok(url) = Url::parse(raw) {
-        parts.push(url[url::Position::BeforePath..url::Position::AfterQuery].to_owned());
-        parts.push(url.path().to_owned());
-    }
-    parts.retain(|p| p.len() > 1);
-    parts
-}
-
 /// Parses and checks a receiver URL.
 pub(crate) fn check_url(field: &str, raw: &str) -> Result<Url, NotifyError> {
     let url =
@@ -475,15 +438,4 @@ fn non_empty_if_set(field: &str, value: Option<&str>) -> Result<(), NotifyError>
         ));
     }
     Ok(())
-}
-
-/// Removes every secret from `text`.
-pub(crate) fn scrub(text: &str, secrets: &[String]) -> String {
-    let mut text = text.to_owned();
-    for secret in secrets {
-        if text.contains(secret.as_str()) {
-            text = text.replace(secret.as_str(), "***");
-        }
-    }
-    text
 }

@@ -1,12 +1,13 @@
 //! One delivery attempt of a payload to a receiver.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
-use http_body_util::{BodyExt as _, Full};
-use hyper::body::{Bytes, Incoming};
+use http_body_util::Full;
+use hyper::body::Bytes;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -21,8 +22,12 @@ use ring::hmac;
 use rustls::pki_types::CertificateDer;
 use url::Url;
 
-use crate::config::{check_url, endpoint, parse_mailbox, scrub};
-use crate::{DeliveryError, NotifyError, Payload, ReceiverConfig, SmtpTls, TransportFailure};
+use crate::config::{check_url, endpoint, parse_mailbox};
+use crate::destination::{CheckedResolver, Unreachable, literal_ip, refused_address, resolve};
+use crate::{
+    DeliveryError, DestinationPolicy, NotifyError, Payload, ReceiverConfig, SmtpTls,
+    TransportFailure,
+};
 
 /// The header carrying a webhook body's signature when the receiver has an
 /// `hmac_secret`: `sha256=` and the lowercase hex HMAC-SHA256 of the exact
@@ -32,16 +37,12 @@ pub const SIGNATURE_HEADER: &str = "x-pilothouse-signature-256";
 /// The header carrying the delivery's idempotency key on webhook requests.
 const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
-/// Most bytes of an error response that are read.
-const ERROR_BODY_READ: usize = 4096;
-/// Most characters of an error response kept in an error.
-const ERROR_BODY_CHARS: usize = 200;
 /// Longest idempotency key.
 const MAX_KEY_LEN: usize = 200;
 /// What webhook and Slack requests say they come from.
 const USER_AGENT_VALUE: &str = concat!("pilothouse/", env!("CARGO_PKG_VERSION"));
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+type HttpClient = Client<HttpsConnector<HttpConnector<CheckedResolver>>, Full<Bytes>>;
 
 /// How a [`Deliverer`] connects.
 #[derive(Debug, Clone)]
@@ -56,16 +57,22 @@ pub struct DelivererOptions {
     /// The name this host gives in SMTP `EHLO`; by default the address
     /// literal `[127.0.0.1]`.
     pub smtp_hello_name: Option<String>,
+    /// Which addresses receivers may be reached at; by default public
+    /// addresses only. Checked for every address a receiver's host
+    /// resolves to, each time a connection is made.
+    pub destinations: DestinationPolicy,
 }
 
 impl Default for DelivererOptions {
-    /// 5 s to connect, 10 s in all, system roots only.
+    /// 5 s to connect, 10 s in all, system roots only, public addresses
+    /// only.
     fn default() -> Self {
         Self {
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(10),
             extra_root_certs: Vec::new(),
             smtp_hello_name: None,
+            destinations: DestinationPolicy::default(),
         }
     }
 }
@@ -89,7 +96,9 @@ impl std::fmt::Debug for Deliverer {
 
 impl Deliverer {
     /// Sets up the HTTP client: HTTP/1.1, rustls on ring with the system's
-    /// roots and the extra ones. Fails when no CA certificate can be loaded.
+    /// roots and the extra ones, names resolved by this crate and checked
+    /// against [`DelivererOptions::destinations`]. Fails when no CA
+    /// certificate can be loaded.
     pub fn new(options: DelivererOptions) -> Result<Deliverer, DeliveryError> {
         let setup = |reason: String| DeliveryError::Setup { reason };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -108,7 +117,8 @@ impl Deliverer {
             .dangerous() // a verifier of our choosing, not a weaker one
             .with_custom_certificate_verifier(Arc::new(verifier))
             .with_no_client_auth();
-        let mut connector = HttpConnector::new();
+        let mut connector =
+            HttpConnector::new_with_resolver(CheckedResolver::new(options.destinations.clone()));
         connector.enforce_http(false);
         connector.set_connect_timeout(Some(options.connect_timeout));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -132,9 +142,18 @@ impl Deliverer {
     /// - Email: a text/plain message (subject [`Payload::title`], body
     ///   [`Payload::text_body`]) to every recipient over one SMTP session.
     ///
-    /// Any 2xx answer is success; redirects are not followed. HTTP requests
-    /// carry `User-Agent: pilothouse/<version>`; the whole exchange (connect,
-    /// send, read the answer) is bounded by [`DelivererOptions::timeout`].
+    /// Any 2xx answer is success; redirects (3xx) are not followed and are
+    /// an error. The response body is not read. HTTP requests carry
+    /// `User-Agent: pilothouse/<version>`; the whole exchange (resolve,
+    /// connect, send, read the answer's head) is bounded by
+    /// [`DelivererOptions::timeout`].
+    ///
+    /// Before anything is sent, the receiver's host is checked against
+    /// [`DelivererOptions::destinations`]: an IP address as written, a
+    /// name with every address it resolves to when the connection is made
+    /// (the SMTP client then connects to the checked address, and TLS still
+    /// verifies the certificate against the name). A refused address is
+    /// [`DeliveryError::DestinationRefused`].
     pub async fn deliver(
         &self,
         config: &ReceiverConfig,
@@ -201,11 +220,14 @@ impl Deliverer {
                 to,
             } => {
                 let message = email(payload, key, from, to)?;
+                let endpoint = format!("{smtp_host}:{smtp_port}");
+                let address = self.smtp_address(smtp_host, *smtp_port, &endpoint).await?;
+                // connect to the checked address; TLS below verifies the
+                // certificate against `smtp_host`
                 let mut builder =
-                    AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp_host.as_str())
+                    AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(address.to_string())
                         .port(*smtp_port)
                         .timeout(Some(self.options.timeout));
-                let endpoint = format!("{smtp_host}:{smtp_port}");
                 builder = match tls {
                     SmtpTls::None => builder.tls(Tls::None),
                     SmtpTls::Starttls => {
@@ -230,7 +252,8 @@ impl Deliverer {
         }
     }
 
-    /// POSTs a JSON body and reads the answer, all within the timeout.
+    /// POSTs a JSON body and reads the answer's head, all within the
+    /// timeout.
     async fn post(
         &self,
         config: &ReceiverConfig,
@@ -244,6 +267,17 @@ impl Deliverer {
             .as_str()
             .parse()
             .map_err(|_| NotifyError::invalid("url", "is not a valid HTTP URI"))?;
+        // the connector does not resolve an IP literal, so the resolver
+        // never sees it: check it here
+        if let Some(address) = uri.host().and_then(literal_ip)
+            && !self.options.destinations.allows(address)
+        {
+            return Err(DeliveryError::DestinationRefused {
+                receiver,
+                endpoint,
+                address,
+            });
+        }
         let mut request = Request::post(uri)
             .body(Full::new(Bytes::from(body)))
             .map_err(|_| NotifyError::invalid("url", "is not a valid HTTP URI"))?;
@@ -252,10 +286,11 @@ impl Deliverer {
         request_headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         request_headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
 
+        // the body is dropped unread: nothing a receiver says is kept
         let exchange = async {
-            let response = self.http.request(request).await?;
-            let (parts, body) = response.into_parts();
-            Ok::<_, hyper_util::client::legacy::Error>((parts, read_start(body).await))
+            Ok::<_, hyper_util::client::legacy::Error>(
+                self.http.request(request).await?.into_parts().0,
+            )
         };
         let transport = |failure, source| DeliveryError::Transport {
             receiver,
@@ -263,9 +298,16 @@ impl Deliverer {
             failure,
             source,
         };
-        let (parts, text) = match tokio::time::timeout(self.options.timeout, exchange).await {
+        let parts = match tokio::time::timeout(self.options.timeout, exchange).await {
             Err(_elapsed) => return Err(transport(TransportFailure::Timeout, None)),
             Ok(Err(e)) => {
+                if let Some(address) = refused_address(&e) {
+                    return Err(DeliveryError::DestinationRefused {
+                        receiver,
+                        endpoint,
+                        address,
+                    });
+                }
                 let failure = if e.is_connect() {
                     TransportFailure::Connect
                 } else {
@@ -273,7 +315,7 @@ impl Deliverer {
                 };
                 return Err(transport(failure, Some(Box::new(e))));
             }
-            Ok(Ok(answer)) => answer,
+            Ok(Ok(parts)) => parts,
         };
         if parts.status.is_success() {
             return Ok(());
@@ -283,19 +325,47 @@ impl Deliverer {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let text = scrub(&text, &config.secrets());
-        let body: String = text
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .take(ERROR_BODY_CHARS)
-            .collect();
         Err(DeliveryError::HttpStatus {
             receiver,
             endpoint,
             status: parts.status.as_u16(),
             retry_after,
-            body: body.trim().to_owned(),
         })
+    }
+
+    /// The address to reach an SMTP server at: `host` itself when it is an
+    /// IP address, else the first address it resolves to, when the policy
+    /// allows every one of them.
+    async fn smtp_address(
+        &self,
+        host: &str,
+        port: u16,
+        endpoint: &str,
+    ) -> Result<IpAddr, DeliveryError> {
+        let transport = |failure, source| DeliveryError::Transport {
+            receiver: "email",
+            endpoint: endpoint.to_owned(),
+            failure,
+            source,
+        };
+        let resolved = tokio::time::timeout(
+            self.options.timeout,
+            resolve(host, port, &self.options.destinations),
+        )
+        .await;
+        match resolved {
+            Err(_elapsed) => Err(transport(TransportFailure::Timeout, None)),
+            Ok(Err(Unreachable::Lookup(e))) => {
+                Err(transport(TransportFailure::Connect, Some(Box::new(e))))
+            }
+            Ok(Err(Unreachable::Refused(address))) => Err(DeliveryError::DestinationRefused {
+                receiver: "email",
+                endpoint: endpoint.to_owned(),
+                address,
+            }),
+            // `resolve` answers at least one address or an error
+            Ok(Ok(addresses)) => Ok(addresses[0].ip()),
+        }
     }
 
     /// TLS parameters for an SMTP server: rustls on ring, system roots and
@@ -311,24 +381,6 @@ impl Deliverer {
             .build_rustls()
             .map_err(|e| smtp_setup_error(endpoint, e))
     }
-}
-
-/// Reads the start of a response body (at most [`ERROR_BODY_READ`] bytes);
-/// a body that fails to read ends there.
-async fn read_start(mut body: Incoming) -> String {
-    let mut bytes = Vec::new();
-    while bytes.len() < ERROR_BODY_READ {
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                if let Some(data) = frame.data_ref() {
-                    bytes.extend_from_slice(data);
-                }
-            }
-            Some(Err(_)) | None => break,
-        }
-    }
-    bytes.truncate(ERROR_BODY_READ);
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// `Retry-After` as seconds or an HTTP date.

@@ -2,10 +2,16 @@
 //! ([`NotifyError`]) and a delivery that did not happen ([`DeliveryError`]).
 //!
 //! Neither ever carries a webhook URL's path or query, a header's value, an
-//! HMAC secret or a password: endpoints appear as `scheme://host:port` only,
-//! and text that comes from a receiver is scrubbed of the receiver's secrets.
+//! HMAC secret or a password: endpoints appear as `scheme://host:port` only.
+//! Nor does a [`DeliveryError`] carry what an HTTP receiver answered beyond
+//! its status and `Retry-After`: the body is never read, so a receiver
+//! pointed at an internal service cannot turn the delivery log into a way
+//! to read that service.
 
+use std::net::IpAddr;
 use std::time::Duration;
+
+use crate::destination::{ALLOW_HINT, describe};
 
 /// What is wrong with a [`ReceiverConfig`](crate::ReceiverConfig).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,25 +60,44 @@ pub enum DeliveryError {
     /// connection that broke mid-request. Retryable.
     #[error("{receiver} receiver at {endpoint}: {failure}")]
     Transport {
-        /// The kind of receiver (`slack`, `webhook`).
+        /// The kind of receiver (`slack`, `webhook`; `email` when the SMTP
+        /// server's name did not resolve).
         receiver: &'static str,
-        /// `scheme://host:port` of the receiver.
+        /// `scheme://host:port` of the receiver (`host:port` for email).
         endpoint: String,
         /// What went wrong, in a word or two.
         failure: TransportFailure,
-        /// The HTTP client's error (it never holds the URL's path); none
-        /// for a timeout.
+        /// The HTTP client's or the name lookup's error (it never holds the
+        /// URL's path); none for a timeout.
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 
-    /// The receiver answered with a status other than success. Retryable for
-    /// 408, 429 and 5xx; permanent for the rest (including redirects, which
-    /// are not followed).
+    /// The receiver's host is, or resolves to, an address that the
+    /// [`DestinationPolicy`](crate::DestinationPolicy) refuses (loopback,
+    /// private, link-local, metadata…); nothing was sent. Checked for every
+    /// new connection, so a name that later resolves elsewhere is caught
+    /// too. Permanent until the receiver or the policy changes.
     #[error(
-        "{receiver} receiver at {endpoint} answered HTTP {status}{}{}",
-        retry_after_text(*.retry_after),
-        body_text(body)
+        "{receiver} receiver at {endpoint}: refused to connect to {address}, {}; {ALLOW_HINT}",
+        describe(*.address)
+    )]
+    DestinationRefused {
+        /// The kind of receiver (`slack`, `webhook`, `email`).
+        receiver: &'static str,
+        /// `scheme://host:port` of the receiver (`host:port` for email).
+        endpoint: String,
+        /// The refused address: the host itself, or one it resolved to.
+        address: IpAddr,
+    },
+
+    /// The receiver answered with a status other than success. Retryable for
+    /// 408, 429 and 5xx; permanent for the rest, including redirects (3xx),
+    /// which are not followed. Nothing of the response body is kept.
+    #[error(
+        "{receiver} receiver at {endpoint} answered HTTP {status} ({}{})",
+        status_phrase(*.status),
+        retry_after_text(*.retry_after)
     )]
     HttpStatus {
         /// The kind of receiver (`slack`, `webhook`).
@@ -83,9 +108,6 @@ pub enum DeliveryError {
         status: u16,
         /// The receiver's `Retry-After`, if it sent one.
         retry_after: Option<Duration>,
-        /// The start of the response body, printable characters only, with
-        /// the receiver's secrets removed.
-        body: String,
     },
 
     /// The email could not be put together (an address or header that the
@@ -132,18 +154,20 @@ impl std::fmt::Display for TransportFailure {
     }
 }
 
-fn retry_after_text(retry_after: Option<Duration>) -> String {
-    match retry_after {
-        Some(d) => format!(" (retry after {} s)", d.as_secs()),
-        None => String::new(),
+/// A fixed phrase for a status that is not success.
+fn status_phrase(status: u16) -> &'static str {
+    match status {
+        300..=399 => "redirects are not followed",
+        400..=499 => "client error",
+        500..=599 => "server error",
+        _ => "not a success",
     }
 }
 
-fn body_text(body: &str) -> String {
-    if body.is_empty() {
-        String::new()
-    } else {
-        format!(": {body}")
+fn retry_after_text(retry_after: Option<Duration>) -> String {
+    match retry_after {
+        Some(d) => format!("; retry after {} s", d.as_secs()),
+        None => String::new(),
     }
 }
 
@@ -151,7 +175,10 @@ impl DeliveryError {
     /// Whether the same delivery may succeed if tried again later.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::InvalidConfig(_) | Self::Setup { .. } | Self::Email(_) => false,
+            Self::InvalidConfig(_)
+            | Self::Setup { .. }
+            | Self::DestinationRefused { .. }
+            | Self::Email(_) => false,
             Self::Transport { .. } => true,
             Self::HttpStatus { status, .. } => {
                 matches!(status, 408 | 429) || (500..600).contains(status)

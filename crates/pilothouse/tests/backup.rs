@@ -274,6 +274,14 @@ async fn an_aks_backup_restores_into_an_empty_eks_cluster_with_its_storage_class
                 claims += 1;
             }
         }
+        // an Azure internal load balancer becomes an AWS internal one
+        if object["kind"] == "Service" && object["spec"]["type"] == "LoadBalancer" {
+            expected["metadata"]["annotations"] = json!({
+                "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal",
+                "service.beta.kubernetes.io/aws-load-balancer-type": "external",
+                "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip",
+            });
+        }
         assert_eq!(target.get(key), Some(&expected), "{key} differs");
     }
     assert!(claims >= 2, "{claims}");
@@ -623,4 +631,171 @@ async fn migrate_moves_namespaces_to_another_cloud_and_lists_the_volumes_to_copy
         "{text}"
     );
     assert_eq!(versions(gke, &["hand"]), before);
+}
+
+/// A Service behind an Azure internal load balancer, and one annotation of
+/// the team's own.
+const INTERNAL_LB: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: hand\n  annotations:\n    service.beta.kubernetes.io/azure-load-balancer-internal: \"true\"\n    team: shop\nspec:\n  type: LoadBalancer\n  selector: {app: web}\n  ports:\n    - port: 80\n";
+
+const AZURE_INTERNAL: &str = "service.beta.kubernetes.io/azure-load-balancer-internal";
+const AWS_SCHEME: &str = "service.beta.kubernetes.io/aws-load-balancer-scheme";
+
+/// The annotations of a Service on a cluster.
+fn service_annotations(cluster: &TestCluster, namespace: &str, name: &str) -> Value {
+    let services = kubectl_items(cluster, &["services", "-n", namespace]);
+    let service = services
+        .iter()
+        .find(|s| s["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no Service {namespace}/{name}: {services:#?}"));
+    service["metadata"]["annotations"].clone()
+}
+
+/// Hardening items 14 and 16: moving from AKS to EKS trades the Azure
+/// load-balancer annotations for the AWS ones (an internal load balancer
+/// must not turn internet-facing), and `restore --namespaces` takes only the
+/// cluster-scoped objects the namespaces need.
+#[tokio::test]
+async fn moves_to_another_cloud_keep_load_balancers_internal_and_take_only_what_namespaces_need() {
+    let repo = Repo::new(shipped_state);
+    let fleet = start_fleet(&["lb-aks", "lb-eks"]).await.unwrap();
+    let (aks, eks) = (&fleet[0], &fleet[1]);
+    apply(aks, &storage_class("managed-premium"));
+    apply(eks, &storage_class("gp2"));
+    let server = serve(&repo, &[]);
+    server.register("lb-aks", aks, "aks", &[]);
+    server.register("lb-eks", eks, "eks", &["--sync-mode", "manual"]);
+    let head = git(&repo.work, &["rev-parse", "HEAD"]);
+    let synced = server.wait_synced("lb-aks", &head).await;
+    assert_eq!(synced["sync"]["status"], "succeeded", "{synced}");
+    apply(aks, BY_HAND);
+    apply(aks, INTERNAL_LB);
+    let out = tempfile::tempdir().unwrap();
+    let archive = out.path().join("aks.tar.zst").display().to_string();
+    let (code, text) = run(
+        &server,
+        &["backup", "--out", &archive, "--clusters", "lb-aks"],
+    );
+    assert_eq!(code, 0, "{text}");
+    let monitoring_roles = |cluster: &TestCluster| {
+        kubectl_items(
+            cluster,
+            &[
+                "clusterroles,clusterrolebindings",
+                "-l",
+                "app.kubernetes.io/part-of=pilothouse-monitoring",
+            ],
+        )
+        .len()
+    };
+    assert!(monitoring_roles(aks) > 0);
+
+    // The dry run says what it would do, and leaves the monitoring
+    // ClusterRoles out: namespace `hand` does not need them.
+    let output = Command::new(BIN)
+        .args([
+            "restore",
+            &archive,
+            "--to",
+            "lb-eks",
+            "--namespaces",
+            "hand",
+        ])
+        .args(["--dry-run", "-o", "json", "--data-dir"])
+        .arg(server.data.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let skipped: Vec<String> = report["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}",
+                s["key"]["kind"].as_str().unwrap_or_default(),
+                s["key"]["name"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    assert!(
+        skipped.contains(&"ClusterRole pilothouse-monitoring-prometheus".to_owned()),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped.contains(&"ClusterRoleBinding pilothouse-monitoring-prometheus".to_owned()),
+        "{skipped:?}"
+    );
+    assert!(
+        !skipped.iter().any(|s| s == "Namespace hand"),
+        "{skipped:?}"
+    );
+    assert!(kubectl_items(eks, &["services", "-n", "hand"]).is_empty());
+
+    let (code, text) = run(
+        &server,
+        &[
+            "restore",
+            &archive,
+            "--to",
+            "lb-eks",
+            "--namespaces",
+            "hand",
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("ClusterRole pilothouse-monitoring-prometheus skipped"),
+        "{text}"
+    );
+    assert_eq!(
+        monitoring_roles(eks),
+        0,
+        "nothing of the monitoring namespace's RBAC is applied"
+    );
+    let annotations = service_annotations(eks, "hand", "web");
+    assert!(annotations.get(AZURE_INTERNAL).is_none(), "{annotations}");
+    assert_eq!(annotations[AWS_SCHEME], "internal", "{annotations}");
+    assert_eq!(annotations["team"], "shop", "{annotations}");
+
+    // migrate maps the shipped Grafana's load balancer the same way, its
+    // dry run included
+    let (code, text) = run(
+        &server,
+        &[
+            "migrate",
+            "--from",
+            "lb-aks",
+            "--to",
+            "lb-eks",
+            "--namespaces",
+            "monitoring",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("LoadBalancer Services get the load-balancer annotations of eks"),
+        "{text}"
+    );
+    let (code, text) = run(
+        &server,
+        &[
+            "migrate",
+            "--from",
+            "lb-aks",
+            "--to",
+            "lb-eks",
+            "--namespaces",
+            "monitoring",
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    let grafana = service_annotations(eks, "monitoring", "grafana");
+    assert!(grafana.get(AZURE_INTERNAL).is_none(), "{grafana}");
+    assert_eq!(grafana[AWS_SCHEME], "internal", "{grafana}");
 }

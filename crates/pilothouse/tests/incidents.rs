@@ -194,7 +194,16 @@ async fn wait_incidents(
 }
 
 fn serve_fast(repo: &Repo, extra: &[&str]) -> Server {
-    let mut flags = vec!["--incident-hold-down", "1s", "--notify-retry-max", "1s"];
+    // the receivers here listen on loopback, which receivers may not reach
+    // unless the operator allows it
+    let mut flags = vec![
+        "--incident-hold-down",
+        "1s",
+        "--notify-retry-max",
+        "1s",
+        "--allow-receiver-network",
+        "127.0.0.0/8",
+    ];
     flags.extend_from_slice(extra);
     serve(repo, &flags)
 }

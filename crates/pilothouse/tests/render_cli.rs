@@ -104,7 +104,7 @@ fn clouds_file_is_found_in_the_repository_and_can_be_overridden() {
         dir.to_str().expect("utf8"),
         "--cloud",
         "gke",
-        "--clouds",
+        "--cloud-profiles",
         other.to_str().expect("utf8"),
     ]);
     assert!(

@@ -320,6 +320,50 @@ pub fn apply(profile: &CloudProfile, objects: &mut [Value]) {
     }
 }
 
+/// Moves `LoadBalancer` Services from one cloud to another, as restore and
+/// migration do: the annotations of the source profile's load balancer are
+/// removed (whatever their value: they mean nothing on the target), then the
+/// target profile's are added as [`apply`] adds them. Other annotations stay.
+/// Storage classes are left to the caller's storage-class map.
+pub fn retarget_load_balancers(from: &CloudProfile, to: &CloudProfile, objects: &mut [Value]) {
+    for object in objects.iter_mut() {
+        let Value::Object(obj) = object else {
+            continue;
+        };
+        let is_lb_service = api_group(obj).is_empty()
+            && obj.get("kind").and_then(Value::as_str) == Some("Service")
+            && obj
+                .get("spec")
+                .and_then(|s| s.get("type"))
+                .and_then(Value::as_str)
+                == Some("LoadBalancer");
+        if !is_lb_service {
+            continue;
+        }
+        if let Some(Value::Object(annotations)) = obj
+            .get_mut("metadata")
+            .and_then(|meta| meta.get_mut("annotations"))
+        {
+            for key in from.load_balancer.annotations.keys() {
+                if !to.load_balancer.annotations.contains_key(key) {
+                    annotations.remove(key);
+                }
+            }
+            // the target's own keys are set to the target's values
+            for (key, value) in &to.load_balancer.annotations {
+                if from.load_balancer.annotations.contains_key(key) {
+                    annotations.insert(key.clone(), Value::String(value.clone()));
+                }
+            }
+        }
+    }
+    let load_balancers_only = CloudProfile {
+        storage_class: StorageClassProfile::default(),
+        load_balancer: to.load_balancer.clone(),
+    };
+    apply(&load_balancers_only, objects);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,6 +431,34 @@ mod tests {
                 "annotations: {networking.gke.io/load-balancer-type: External}",
                 "annotations: {networking.gke.io/load-balancer-type: External, service.beta.kubernetes.io/aws-load-balancer-scheme: internal, service.beta.kubernetes.io/aws-load-balancer-type: external, service.beta.kubernetes.io/aws-load-balancer-nlb-target-type: ip}",
             ),
+        );
+    }
+
+    #[test]
+    fn load_balancers_move_between_clouds() {
+        let profiles = CloudProfiles::default();
+        let svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: grafana\n  annotations:\n    service.beta.kubernetes.io/azure-load-balancer-internal: \"true\"\n    team: obs\nspec: {type: LoadBalancer}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: ip\n  annotations: {service.beta.kubernetes.io/azure-load-balancer-internal: \"true\"}\nspec: {type: ClusterIP}\n";
+        let mut objects = crate::yaml::parse_documents(svc).expect("input");
+        retarget_load_balancers(
+            profiles.get(Cloud::Aks),
+            profiles.get(Cloud::Eks),
+            &mut objects,
+        );
+        let want = crate::yaml::parse_documents(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: grafana\n  annotations:\n    team: obs\n    service.beta.kubernetes.io/aws-load-balancer-scheme: internal\n    service.beta.kubernetes.io/aws-load-balancer-type: external\n    service.beta.kubernetes.io/aws-load-balancer-nlb-target-type: ip\nspec: {type: LoadBalancer}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: ip\n  annotations: {service.beta.kubernetes.io/azure-load-balancer-internal: \"true\"}\nspec: {type: ClusterIP}\n",
+        )
+        .expect("expected");
+        assert_eq!(objects, want);
+        // and back: the AWS annotations go, the Azure one comes back
+        retarget_load_balancers(
+            profiles.get(Cloud::Eks),
+            profiles.get(Cloud::Aks),
+            &mut objects,
+        );
+        let back = crate::yaml::parse_documents(svc).expect("input");
+        assert_eq!(
+            objects[0]["metadata"]["annotations"],
+            back[0]["metadata"]["annotations"]
         );
     }
 

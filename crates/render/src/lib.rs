@@ -17,7 +17,7 @@
 //! implement (that is an error naming the field).
 //!
 //! ```no_run
-//! use std::path::Path;
+//! use std::path::{Path, PathBuf};
 //! use pilothouse_render::{render_dir, to_yaml, RenderOptions};
 //!
 //! let objects = render_dir(Path::new("overlays/aks"), &RenderOptions::default())?;
@@ -41,11 +41,11 @@ mod select;
 mod transform;
 mod yaml;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-pub use crate::cloud::{Cloud, CloudProfile, CloudProfiles};
+pub use crate::cloud::{Cloud, CloudProfile, CloudProfiles, retarget_load_balancers};
 pub use crate::error::RenderError;
 pub use crate::yaml::YamlError;
 
@@ -59,6 +59,12 @@ pub struct RenderOptions {
     pub max_file_bytes: u64,
     /// A cloud profile to apply to the rendered objects.
     pub cloud_profile: Option<CloudProfile>,
+    /// When set, every directory and file read (kustomizations included,
+    /// after resolving symbolic links) must lie within this directory, on
+    /// top of kustomize's per-kustomization load restriction. kustomize lets
+    /// a kustomization name other kustomization directories anywhere; the
+    /// service confines rendering to the checked-out repository with it.
+    pub confine_to: Option<PathBuf>,
 }
 
 impl Default for RenderOptions {
@@ -66,6 +72,7 @@ impl Default for RenderOptions {
         RenderOptions {
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             cloud_profile: None,
+            confine_to: None,
         }
     }
 }
@@ -73,8 +80,16 @@ impl Default for RenderOptions {
 /// Renders the kustomization in `dir` to the objects `kubectl kustomize dir`
 /// prints, in the same order.
 pub fn render_dir(dir: &Path, options: &RenderOptions) -> Result<Vec<Value>, RenderError> {
-    let loader = load::Loader {
-        max_file_bytes: options.max_file_bytes,
+    let boundary = match &options.confine_to {
+        Some(boundary) => {
+            Some(
+                std::fs::canonicalize(boundary).map_err(|source| RenderError::Io {
+                    path: boundary.clone(),
+                    source,
+                })?,
+            )
+        }
+        None => None,
     };
     let dir = std::fs::canonicalize(dir).map_err(|source| RenderError::Io {
         path: dir.to_path_buf(),
@@ -83,6 +98,21 @@ pub fn render_dir(dir: &Path, options: &RenderOptions) -> Result<Vec<Value>, Ren
     if !dir.is_dir() {
         return Err(RenderError::MissingKustomization { dir });
     }
+    if let Some(boundary) = &boundary
+        && !dir.starts_with(boundary)
+    {
+        return Err(RenderError::OutsideRoot {
+            file: dir.clone(),
+            field: "(directory rendered)".into(),
+            entry: dir.display().to_string(),
+            target: dir.clone(),
+            root: boundary.clone(),
+        });
+    }
+    let loader = load::Loader {
+        max_file_bytes: options.max_file_bytes,
+        boundary,
+    };
     let top_file = loader.kustomization_file(&dir)?;
     let mut builder = build::Builder::new(&loader);
     let accumulated = builder.accumulate_top(&dir)?;

@@ -22,6 +22,8 @@ pub(crate) enum Target {
 #[derive(Debug, Clone)]
 pub(crate) struct Loader {
     pub max_file_bytes: u64,
+    /// Canonical directory every read must stay in, when confined.
+    pub boundary: Option<PathBuf>,
 }
 
 /// Whether an entry names a remote resource (URL or git repository).
@@ -71,6 +73,17 @@ impl Loader {
             path: canonical.clone(),
             source,
         })?;
+        if let Some(boundary) = &self.boundary
+            && !canonical.starts_with(boundary)
+        {
+            return Err(RenderError::OutsideRoot {
+                file: file.to_path_buf(),
+                field: field.to_string(),
+                entry: entry.to_string(),
+                target: canonical,
+                root: boundary.clone(),
+            });
+        }
         if meta.is_dir() {
             return Ok(Target::Dir(canonical));
         }
@@ -143,7 +156,9 @@ impl Loader {
         })
     }
 
-    /// Finds the kustomization file of a directory.
+    /// Finds the kustomization file of a directory (canonical). Like every
+    /// other file, it must lie in the directory once symbolic links are
+    /// resolved, as kustomize requires.
     pub fn kustomization_file(&self, dir: &Path) -> Result<PathBuf, RenderError> {
         let found: Vec<&str> = crate::kustomization::FILE_NAMES
             .iter()
@@ -154,7 +169,32 @@ impl Loader {
             [] => Err(RenderError::MissingKustomization {
                 dir: dir.to_path_buf(),
             }),
-            [one] => Ok(dir.join(one)),
+            [one] => {
+                let file = dir.join(one);
+                let canonical = fs::canonicalize(&file).map_err(|source| RenderError::Io {
+                    path: file.clone(),
+                    source,
+                })?;
+                let root = self
+                    .boundary
+                    .as_deref()
+                    .filter(|b| !canonical.starts_with(b));
+                let root = match root {
+                    Some(boundary) => Some(boundary),
+                    None if !canonical.starts_with(dir) => Some(dir),
+                    None => None,
+                };
+                match root {
+                    Some(root) => Err(RenderError::OutsideRoot {
+                        file: file.clone(),
+                        field: "(kustomization file)".into(),
+                        entry: (*one).to_string(),
+                        target: canonical,
+                        root: root.to_path_buf(),
+                    }),
+                    None => Ok(file),
+                }
+            }
             many => Err(RenderError::MultipleKustomizations {
                 dir: dir.to_path_buf(),
                 names: many.iter().map(|s| s.to_string()).collect(),

@@ -140,6 +140,96 @@ fn symlink_escaping_the_root_is_refused() {
 
 #[cfg(unix)]
 #[test]
+fn symlinked_kustomization_file_escaping_the_root_is_refused() {
+    // kubectl kustomize refuses it too
+    let tmp = tempfile::tempdir().expect("tempdir");
+    write(
+        tmp.path(),
+        "outside/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: stolen}\n",
+    );
+    write(
+        tmp.path(),
+        "outside/kustomization.yaml",
+        "resources: [cm.yaml]\n",
+    );
+    std::fs::create_dir_all(tmp.path().join("app")).expect("dir");
+    std::os::unix::fs::symlink(
+        tmp.path().join("outside/kustomization.yaml"),
+        tmp.path().join("app/kustomization.yaml"),
+    )
+    .expect("symlink");
+    let err = check_error(
+        &tmp.path().join("app"),
+        &["kustomization.yaml", "outside the kustomization root"],
+    );
+    assert!(matches!(err, RenderError::OutsideRoot { .. }), "{err:?}");
+    // a link that stays inside its directory is read
+    write(
+        tmp.path(),
+        "inside/real/kustomization.yaml",
+        "resources: [cm.yaml]\n",
+    );
+    write(
+        tmp.path(),
+        "inside/real/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fine}\n",
+    );
+    std::os::unix::fs::symlink(
+        "real/kustomization.yaml",
+        tmp.path().join("inside/kustomization.yaml"),
+    )
+    .expect("symlink");
+    // the resource is relative to inside/, where cm.yaml is not: kustomize
+    // reads the linked file's text as inside/'s kustomization
+    write(
+        tmp.path(),
+        "inside/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fine}\n",
+    );
+    let objects = render_dir(&tmp.path().join("inside"), &RenderOptions::default())
+        .expect("a link inside the root is fine");
+    assert_eq!(objects.len(), 1);
+}
+
+#[test]
+fn confined_renders_stay_inside_the_boundary() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // another kustomization on the host, outside the repository
+    write(
+        tmp.path(),
+        "elsewhere/kustomization.yaml",
+        "resources: [cm.yaml]\n",
+    );
+    write(
+        tmp.path(),
+        "elsewhere/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: stolen}\n",
+    );
+    write(
+        tmp.path(),
+        "repo/overlays/aks/kustomization.yaml",
+        "resources: [../../../elsewhere]\n",
+    );
+    let dir = tmp.path().join("repo/overlays/aks");
+    // kustomize itself allows directories anywhere
+    render_dir(&dir, &RenderOptions::default()).expect("unconfined");
+    let confined = RenderOptions {
+        confine_to: Some(tmp.path().join("repo")),
+        ..RenderOptions::default()
+    };
+    let err = render_dir(&dir, &confined).expect_err("confined");
+    assert!(matches!(err, RenderError::OutsideRoot { .. }), "{err:?}");
+    assert!(err.to_string().contains("elsewhere"), "{err}");
+    let outside = render_dir(&tmp.path().join("elsewhere"), &confined).expect_err("outside");
+    assert!(
+        matches!(outside, RenderError::OutsideRoot { .. }),
+        "{outside:?}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
 fn symlinked_generator_file_escaping_the_root_is_refused() {
     let tmp = tempfile::tempdir().expect("tempdir");
     write(tmp.path(), "outside.env", "A=1\n");

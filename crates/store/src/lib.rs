@@ -63,6 +63,7 @@ pub use notifications::{
 pub use repository::{
     CredentialsKind, REPOSITORY_CREDENTIALS_CONTEXT, Repository, RepositoryEvent,
     RepositoryEventKind, RepositorySettings, RevisionRecord, SecretChange, WEBHOOK_SECRET_CONTEXT,
+    repository_credentials_context,
 };
 pub use store::Store;
 pub use syncs::{

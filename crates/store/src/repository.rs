@@ -12,8 +12,19 @@ use crate::{SealedSecret, Store, StoreError};
 /// Events kept in `repository_events`; older ones are trimmed.
 const EVENTS_KEPT: i64 = 1000;
 
-/// The context the repository's Git credentials are sealed with.
+/// The context the repository's Git credentials were sealed with before
+/// they were bound to the remote's origin; only read to re-seal them with
+/// [`repository_credentials_context`].
 pub const REPOSITORY_CREDENTIALS_CONTEXT: &str = "repository:credentials";
+
+/// The context the repository's Git credentials are sealed with: bound to
+/// the remote's origin (`scheme://host:port`, as `pilothouse_gitops::remote_origin`
+/// gives it), so that credentials sealed for one host can never be opened
+/// for another — a repository URL that moves to another origin needs new
+/// credentials.
+pub fn repository_credentials_context(origin: &str) -> String {
+    format!("{REPOSITORY_CREDENTIALS_CONTEXT}:{origin}")
+}
 /// The context the webhook secret is sealed with.
 pub const WEBHOOK_SECRET_CONTEXT: &str = "repository:webhook-secret";
 
@@ -298,6 +309,33 @@ impl Store {
         insert_event(&mut tx, now, RepositoryEventKind::FetchFailed, None, error).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Records a webhook delivery id (GitHub's `X-GitHub-Delivery`) seen
+    /// now; `false` when the same id was recorded within `window_ms` before
+    /// (a replay). Ids older than the window are forgotten.
+    pub async fn record_webhook_delivery(
+        &self,
+        delivery_id: &str,
+        window_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let now = now_ms();
+        sqlx::query("DELETE FROM webhook_deliveries WHERE seen_at < ?")
+            .bind(now.saturating_sub(window_ms))
+            .execute(&mut *tx)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO webhook_deliveries (delivery_id, seen_at) VALUES (?, ?) \
+             ON CONFLICT (delivery_id) DO NOTHING",
+        )
+        .bind(delivery_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(inserted == 1)
     }
 
     /// Logs an event about the repository.

@@ -270,11 +270,18 @@ impl Store {
     /// when one is already waiting it is returned instead (so repeated
     /// requests and replayed webhooks add nothing). `None` if there is no
     /// such cluster.
+    ///
+    /// One transaction: a worker cannot take the queued sync between the
+    /// insert and the read. Should one have taken it before (the insert
+    /// then finds the cluster's queue slot free again and queues a new one),
+    /// the answer is still the queued sync; the running one is answered
+    /// only when nothing is queued.
     pub async fn queue_sync(
         &self,
         cluster: &str,
         trigger: SyncTrigger,
     ) -> Result<Option<SyncRecord>, StoreError> {
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO syncs (cluster_id, trigger, status, queued_at) \
              SELECT id, ?, 'queued', ? FROM clusters WHERE name = ? \
@@ -283,13 +290,18 @@ impl Store {
         .bind(trigger.as_str())
         .bind(now_ms())
         .bind(cluster)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
-        let sql = concat!(sync_select!(), " WHERE c.name = ? AND s.status = 'queued'");
+        let sql = concat!(
+            sync_select!(),
+            " WHERE c.name = ? AND s.status IN ('queued', 'running') \
+             ORDER BY s.status = 'queued' DESC, s.id DESC LIMIT 1"
+        );
         let row = sqlx::query(sql)
             .bind(cluster)
-            .fetch_optional(&self.writer)
+            .fetch_optional(&mut *tx)
             .await?;
+        tx.commit().await?;
         row.as_ref().map(sync_from_row).transpose()
     }
 

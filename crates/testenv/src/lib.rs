@@ -62,9 +62,11 @@ mod error;
 mod kubelet;
 pub mod objects;
 mod pki;
+mod recording;
 
 pub use binaries::Binaries;
 pub use cluster::{ClusterMode, ClusterOptions, TestCluster, start_fleet};
 pub use error::TestEnvError;
 pub use kubelet::IGNORE_ANNOTATION;
 pub use objects::{FakeNode, PodState, ProviderCloud, bench_workloads};
+pub use recording::{RecordedRequest, RecordingServer};

@@ -1,14 +1,15 @@
 //! Email delivery against a real SMTP server on 127.0.0.1.
 
-use pilothouse_notify::{Deliverer, DelivererOptions, DeliveryError, ReceiverConfig};
+use pilothouse_notify::{Deliverer, DeliveryError, ReceiverConfig};
 use serde_json::json;
 
 use crate::support::{
-    SmtpSecurity, SmtpServer, assert_no_secrets, closed_port, error_text, payload,
+    SmtpSecurity, SmtpServer, assert_no_secrets, closed_port, error_text, loopback_options, payload,
 };
 
+/// A deliverer that may reach loopback, where the test servers are.
 fn deliverer() -> Deliverer {
-    Deliverer::new(DelivererOptions::default()).expect("client")
+    Deliverer::new(loopback_options()).expect("client")
 }
 
 /// A plain-text SMTP receiver on `port`, with credentials when `password`.

@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::error::Error;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,7 +15,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use pilothouse_notify::{IncidentStatus, IncidentSummary, Payload};
+use pilothouse_notify::{
+    DelivererOptions, DestinationPolicy, IncidentStatus, IncidentSummary, Payload,
+};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
@@ -24,6 +27,27 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::CertificateDer;
+
+/// A policy allowing the non-public `ranges` (CIDR) besides public
+/// addresses.
+pub fn allowing(ranges: &[&str]) -> DestinationPolicy {
+    DestinationPolicy::new(
+        ranges
+            .iter()
+            .map(|range| range.parse().expect("a CIDR"))
+            .collect(),
+    )
+}
+
+/// Options for a deliverer that may reach the test receivers: loopback
+/// (127.0.0.0/8, and `::1` where `localhost` also resolves to it) is
+/// allowed besides public addresses.
+pub fn loopback_options() -> DelivererOptions {
+    DelivererOptions {
+        destinations: allowing(&["127.0.0.0/8", "::1/128"]),
+        ..DelivererOptions::default()
+    }
+}
 
 /// A group of two open OOM kills and a resolved one in cluster `aks`.
 pub fn payload() -> Payload {
@@ -89,6 +113,70 @@ pub fn assert_no_secrets(text: &str, secrets: &[&str]) {
 pub async fn closed_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     listener.local_addr().expect("address").port()
+}
+
+// ---------------------------------------------------------------- TCP
+
+/// A TCP listener that counts the connections it accepts, answering each
+/// with one `HTTP/1.1 200 OK`; stops when dropped.
+pub struct CountingListener {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CountingListener {
+    /// Starts one on `ip` (127.0.0.1, 127.0.0.2 …) and a free port.
+    pub async fn start(ip: [u8; 4]) -> Self {
+        let listener = TcpListener::bind((IpAddr::from(ip), 0))
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&accepted);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let _ = answer_one(tcp).await;
+                });
+            }
+        });
+        Self {
+            addr,
+            accepted,
+            task,
+        }
+    }
+
+    /// How many connections were made before this call. Makes one itself
+    /// and waits for its answer first: connections are accepted in order,
+    /// so any earlier one has been counted by then.
+    pub async fn connections(&self) -> usize {
+        let probe = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("probe connects");
+        let mut probe = BufReader::new(probe);
+        probe
+            .get_mut()
+            .write_all(b"GET /probe HTTP/1.1\r\nhost: probe\r\n\r\n")
+            .await
+            .expect("probe sends");
+        let mut status = String::new();
+        probe.read_line(&mut status).await.expect("probe reads");
+        assert!(status.starts_with("HTTP/1.1 200"), "{status:?}");
+        self.accepted.load(Ordering::SeqCst) - 1
+    }
+}
+
+impl Drop for CountingListener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 // ---------------------------------------------------------------- HTTP

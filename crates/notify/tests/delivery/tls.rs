@@ -6,12 +6,14 @@ use pilothouse_notify::{
 };
 use serde_json::json;
 
-use crate::support::{HttpsReceiver, SmtpSecurity, SmtpServer, TestCa, payload};
+use crate::support::{HttpsReceiver, SmtpSecurity, SmtpServer, TestCa, loopback_options, payload};
 
+/// A deliverer trusting `ca` that may reach loopback, where the test
+/// servers are.
 fn trusting(ca: &TestCa) -> Deliverer {
     Deliverer::new(DelivererOptions {
         extra_root_certs: vec![ca.root.clone()],
-        ..DelivererOptions::default()
+        ..loopback_options()
     })
     .expect("client")
 }
@@ -59,7 +61,7 @@ async fn https_webhook_with_a_trusted_ca() {
 async fn https_with_an_unknown_ca_fails_retryably() {
     let ca = TestCa::new();
     let server = HttpsReceiver::start(&ca).await;
-    let error = Deliverer::new(DelivererOptions::default())
+    let error = Deliverer::new(loopback_options())
         .expect("client")
         .deliver(&webhook(server.port), &payload(), "outbox-9")
         .await

@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
-use pilothouse_backup::{ArchiveWriter, ManifestInfo, VerifiedArchive, WriterOptions};
+use pilothouse_backup::{ArchiveWriter, ManifestInfo, ReadLimits, VerifiedArchive, WriterOptions};
 use pilothouse_fleet::{
-    ExportOptions, KubeconfigPolicy, RestoreAction, RestoreOptions, RestoreReport,
+    ExecServerPattern, ExportOptions, KubeconfigPolicy, ObjectKey, RestoreAction, RestoreOptions,
+    RestoreReport, SkippedObject,
 };
 use pilothouse_render::{Cloud as ProfileCloud, CloudProfile, CloudProfiles};
 use pilothouse_store::{Cloud, Cluster, MasterKey, Store};
@@ -31,8 +32,21 @@ struct DataArgs {
     #[arg(long, env = "PILOTHOUSE_DATA_DIR", default_value = ".pilothouse")]
     data_dir: PathBuf,
     /// Exec plugins kubeconfigs may run (as for `serve`).
-    #[arg(long = "allowed-exec", value_delimiter = ',')]
+    #[arg(
+        long = "allowed-exec",
+        env = "PILOTHOUSE_ALLOWED_EXEC",
+        value_delimiter = ',',
+        default_value = "aws,aws-iam-authenticator,gke-gcloud-auth-plugin,kubelogin"
+    )]
     allowed_exec: Vec<String>,
+    /// The API servers an exec plugin may hand credentials to, as
+    /// PLUGIN=https://HOST[:PORT] (as for `serve`).
+    #[arg(
+        long = "exec-server-pattern",
+        env = "PILOTHOUSE_EXEC_SERVER_PATTERNS",
+        value_delimiter = ','
+    )]
+    exec_server_pattern: Vec<ExecServerPattern>,
     /// Time limit of each call to a cluster.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     call_timeout: Duration,
@@ -88,6 +102,18 @@ pub struct RestoreArgs {
     /// The cluster of the archive to restore (needed when it holds several).
     #[arg(long, conflicts_with = "store")]
     from: Option<String>,
+    /// Largest object in the archive, expanded (e.g. 16MiB, the default).
+    #[arg(long, value_parser = parse_size, default_value = "16MiB")]
+    max_entry_size: u64,
+    /// Largest store copy in the archive, expanded (default 16GiB).
+    #[arg(long, value_parser = parse_size, default_value = "16GiB")]
+    max_store_size: u64,
+    /// Largest expanded size of the whole archive (default 32GiB).
+    #[arg(long, value_parser = parse_size, default_value = "32GiB")]
+    max_expanded_size: u64,
+    /// Most entries in the archive (default 2000000).
+    #[arg(long, default_value_t = 2_000_000)]
+    max_entries: u64,
     /// Only these namespaces of the archive (comma-separated).
     #[arg(long, value_delimiter = ',', conflicts_with = "store")]
     namespaces: Vec<String>,
@@ -257,7 +283,7 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         return restore_store(&args);
     }
     runtime()?.block_on(async {
-        let archive = VerifiedArchive::open(&args.archive)
+        let archive = VerifiedArchive::open_with_limits(&args.archive, &read_limits(&args))
             .with_context(|| format!("{} cannot be restored", args.archive.display()))?;
         let source = match (&args.from, archive.clusters()) {
             (Some(name), _) => name.clone(),
@@ -278,7 +304,7 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("the archive holds no cluster `{source}`"))?
             .map(|item| item.map(|archived| archived.object))
             .collect::<Result<_, _>>()?;
-        let objects = only_namespaces(objects, &args.namespaces)?;
+        let (objects, left_out) = only_namespaces(objects, &args.namespaces)?;
         let state = State::open(&args.data, true).await?;
         let target = state
             .cluster(args.to.as_deref().unwrap_or_default())
@@ -289,13 +315,14 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             .find(|cluster| cluster.name == source)
             .map(|cluster| cluster.cloud.clone())
             .unwrap_or_default();
-        let objects = across_clouds(objects, &source_cloud, target.cloud);
+        let profiles = cloud_profiles(args.cloud_profiles.as_deref())?;
+        let objects = across_clouds(objects, &source_cloud, target.cloud, &profiles);
         let storage_class_map = if args.storage_class_map.is_empty() {
-            profile_map(args.cloud_profiles.as_deref(), target.cloud)?
+            profile_map(&profiles, target.cloud)
         } else {
             args.storage_class_map.iter().cloned().collect()
         };
-        let report = state
+        let mut report = state
             .restore(
                 &target,
                 objects,
@@ -308,6 +335,7 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
                 },
             )
             .await?;
+        report.skipped.extend(left_out);
         print_report(&report, args.output)?;
         Ok(exit_code(&report))
     })
@@ -335,7 +363,8 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("reading cluster `{}`", args.from))?;
         let claims = claims(&exported.objects);
-        let storage_class_map = profile_map(args.cloud_profiles.as_deref(), to.cloud)?;
+        let profiles = cloud_profiles(args.cloud_profiles.as_deref())?;
+        let storage_class_map = profile_map(&profiles, to.cloud);
         // Said before anything happens, whatever the output format.
         eprintln!(
             "note: volume data is not copied, only the claims; {}",
@@ -355,7 +384,7 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
                 mapped.as_deref().unwrap_or("default class")
             );
         }
-        let objects = across_clouds(exported.objects, from.cloud.as_str(), to.cloud);
+        let objects = across_clouds(exported.objects, from.cloud.as_str(), to.cloud, &profiles);
         let report = state
             .restore(
                 &to,
@@ -427,13 +456,13 @@ fn restore_store(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
     }
     // Verified completely before the data directory is created or changed.
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
-    VerifiedArchive::open_in(&args.archive, scratch.path())
+    VerifiedArchive::open_in_with_limits(&args.archive, scratch.path(), &read_limits(args))
         .with_context(|| format!("{} cannot be restored", args.archive.display()))?;
     drop(scratch);
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     // no service may run on the directory meanwhile (nor start)
     let _lock = super::serve::lock_data_dir(data)?;
-    let archive = VerifiedArchive::open_in(&args.archive, data)
+    let archive = VerifiedArchive::open_in_with_limits(&args.archive, data, &read_limits(args))
         .with_context(|| format!("{} cannot be restored", args.archive.display()))?;
     let copy = archive
         .store_file()
@@ -537,7 +566,9 @@ impl State {
             key,
             policy: KubeconfigPolicy {
                 allowed_exec_commands: args.allowed_exec.clone(),
-            },
+                ..KubeconfigPolicy::default()
+            }
+            .with_exec_server_patterns(args.exec_server_pattern.clone()),
             call_timeout: args.call_timeout,
         })
     }
@@ -582,28 +613,91 @@ impl State {
     }
 }
 
-/// The storage class map of a cloud's profile (from `file`, else built in).
-fn profile_map(file: Option<&Path>, cloud: Cloud) -> anyhow::Result<BTreeMap<String, String>> {
-    let cloud = match cloud {
-        Cloud::Aks => ProfileCloud::Aks,
-        Cloud::Gke => ProfileCloud::Gke,
-        Cloud::Eks => ProfileCloud::Eks,
-        Cloud::Other => return Ok(BTreeMap::new()),
-    };
-    let profile = match file {
-        Some(file) => CloudProfiles::load(file)?.get(cloud).clone(),
-        None => CloudProfile::builtin(cloud),
-    };
-    Ok(profile.storage_class.map)
+/// How much an archive may expand to before it is refused: a small archive
+/// must not be able to fill memory or the disk.
+fn read_limits(args: &RestoreArgs) -> ReadLimits {
+    ReadLimits {
+        max_entry_bytes: args.max_entry_size,
+        max_store_bytes: args.max_store_size,
+        max_total_bytes: args.max_expanded_size,
+        max_entries: args.max_entries,
+    }
 }
 
-/// Objects of the given namespaces, with their Namespace objects and the
-/// cluster-scoped objects of the archive (CRDs, classes, cluster roles);
-/// all when none are given. A namespace the archive does not hold is an
-/// error.
-fn only_namespaces(objects: Vec<Value>, namespaces: &[String]) -> anyhow::Result<Vec<Value>> {
+/// A size in bytes: a number with an optional unit (`K`, `M`, `G`, `T`,
+/// powers of 1000, or `KiB`, `MiB`, `GiB`, `TiB`, powers of 1024; `B`).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (e.g. 512MiB, 2GiB, 1000000)"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KB" => 1000,
+        "M" | "MB" => 1000_u64.pow(2),
+        "G" | "GB" => 1000_u64.pow(3),
+        "T" | "TB" => 1000_u64.pow(4),
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        other => {
+            return Err(format!(
+                "`{other}` is not a size unit (KiB, MiB, GiB, TiB, K, M, G, T)"
+            ));
+        }
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// The cloud profiles: the file given (which must exist), else the
+/// built-in ones.
+fn cloud_profiles(file: Option<&Path>) -> anyhow::Result<CloudProfiles> {
+    match file {
+        Some(file) if !file.is_file() => {
+            bail!("--cloud-profiles: {} does not exist", file.display())
+        }
+        Some(file) => Ok(CloudProfiles::load(file)?),
+        None => Ok(CloudProfiles::default()),
+    }
+}
+
+/// The profile of a registered cluster's cloud; `None` for `other`.
+fn profile_cloud(cloud: Cloud) -> Option<ProfileCloud> {
+    match cloud {
+        Cloud::Aks => Some(ProfileCloud::Aks),
+        Cloud::Gke => Some(ProfileCloud::Gke),
+        Cloud::Eks => Some(ProfileCloud::Eks),
+        Cloud::Other => None,
+    }
+}
+
+/// The storage-class map of the target cloud's profile.
+fn profile_map(profiles: &CloudProfiles, cloud: Cloud) -> BTreeMap<String, String> {
+    profile_cloud(cloud)
+        .map(|cloud| profiles.get(cloud).storage_class.map.clone())
+        .unwrap_or_default()
+}
+
+/// Objects of the given namespaces, with the cluster-scoped objects they
+/// need: their Namespaces, the CustomResourceDefinitions of their custom
+/// resources, the StorageClasses their claims name, the ClusterRoleBindings
+/// of their ServiceAccounts and the ClusterRoles bound inside them or by
+/// those bindings. Every other cluster-scoped object is left out and listed
+/// as skipped. All objects when no namespace is given. A namespace the
+/// archive does not hold is an error.
+fn only_namespaces(
+    objects: Vec<Value>,
+    namespaces: &[String],
+) -> anyhow::Result<(Vec<Value>, Vec<SkippedObject>)> {
     if namespaces.is_empty() {
-        return Ok(objects);
+        return Ok((objects, Vec::new()));
     }
     let held: BTreeSet<&str> = objects
         .iter()
@@ -622,26 +716,137 @@ fn only_namespaces(objects: Vec<Value>, namespaces: &[String]) -> anyhow::Result
         );
     }
     let wanted: BTreeSet<&str> = namespaces.iter().map(String::as_str).collect();
-    Ok(objects
-        .into_iter()
-        .filter(|object| match object["metadata"]["namespace"].as_str() {
-            Some(namespace) => wanted.contains(namespace),
-            None if object["kind"] == "Namespace" => object["metadata"]["name"]
-                .as_str()
-                .is_some_and(|name| wanted.contains(name)),
-            None => true,
-        })
-        .collect())
+    let group_of = |object: &Value| {
+        object["apiVersion"]
+            .as_str()
+            .and_then(|version| version.rsplit_once('/'))
+            .map_or("", |(group, _)| group)
+            .to_owned()
+    };
+    let kind_of = |object: &Value| object["kind"].as_str().unwrap_or_default().to_owned();
+    let in_wanted = |object: &Value| {
+        object["metadata"]["namespace"]
+            .as_str()
+            .is_some_and(|namespace| wanted.contains(namespace))
+    };
+    // what the chosen namespaces' objects need
+    let mut custom_kinds = BTreeSet::new();
+    let mut classes = BTreeSet::new();
+    let mut cluster_roles = BTreeSet::new();
+    for object in objects.iter().filter(|object| in_wanted(object)) {
+        let (group, kind) = (group_of(object), kind_of(object));
+        custom_kinds.insert((group.clone(), kind.clone()));
+        match (group.as_str(), kind.as_str()) {
+            ("", "PersistentVolumeClaim") => {
+                classes.extend(
+                    object["spec"]["storageClassName"]
+                        .as_str()
+                        .map(str::to_owned),
+                );
+                classes.extend(
+                    object["metadata"]["annotations"]["volume.beta.kubernetes.io/storage-class"]
+                        .as_str()
+                        .map(str::to_owned),
+                );
+            }
+            ("apps", "StatefulSet") => {
+                for template in object["spec"]["volumeClaimTemplates"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    classes.extend(
+                        template["spec"]["storageClassName"]
+                            .as_str()
+                            .map(str::to_owned),
+                    );
+                }
+            }
+            ("rbac.authorization.k8s.io", "RoleBinding")
+                if object["roleRef"]["kind"] == "ClusterRole" =>
+            {
+                cluster_roles.extend(object["roleRef"]["name"].as_str().map(str::to_owned));
+            }
+            _ => {}
+        }
+    }
+    let binds_wanted_account = |object: &Value| {
+        object["subjects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|subject| {
+                subject["kind"] == "ServiceAccount"
+                    && subject["namespace"]
+                        .as_str()
+                        .is_some_and(|namespace| wanted.contains(namespace))
+            })
+    };
+    for object in &objects {
+        if object["metadata"]["namespace"].is_null()
+            && group_of(object) == "rbac.authorization.k8s.io"
+            && kind_of(object) == "ClusterRoleBinding"
+            && binds_wanted_account(object)
+        {
+            cluster_roles.extend(object["roleRef"]["name"].as_str().map(str::to_owned));
+        }
+    }
+    let needed = |object: &Value| -> bool {
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        match (group_of(object).as_str(), kind_of(object).as_str()) {
+            ("", "Namespace") => wanted.contains(name),
+            ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+                let group = object["spec"]["group"].as_str().unwrap_or_default();
+                let kind = object["spec"]["names"]["kind"].as_str().unwrap_or_default();
+                custom_kinds.contains(&(group.to_owned(), kind.to_owned()))
+            }
+            ("storage.k8s.io", "StorageClass") => classes.contains(name),
+            ("rbac.authorization.k8s.io", "ClusterRole") => cluster_roles.contains(name),
+            ("rbac.authorization.k8s.io", "ClusterRoleBinding") => binds_wanted_account(object),
+            _ => false,
+        }
+    };
+    let mut kept = Vec::new();
+    let mut skipped = Vec::new();
+    let reason = format!(
+        "cluster-scoped, and not needed by namespace(s) {}",
+        namespaces.join(", ")
+    );
+    for object in objects {
+        match object["metadata"]["namespace"].as_str() {
+            Some(_) if in_wanted(&object) => kept.push(object),
+            Some(_) => {}
+            None if needed(&object) => kept.push(object),
+            None => {
+                if let Some(key) = ObjectKey::of(&object) {
+                    skipped.push(SkippedObject {
+                        key,
+                        reason: reason.clone(),
+                    });
+                }
+            }
+        }
+    }
+    Ok((kept, skipped))
 }
 
-/// Objects going to another cloud leave their StorageClasses behind (a
-/// class is a cloud's provisioner): the target's own classes, through the
-/// profile's map, are checked instead.
-fn across_clouds(objects: Vec<Value>, source_cloud: &str, target: Cloud) -> Vec<Value> {
+/// Objects going to another cloud: they leave their StorageClasses behind
+/// (a class is a cloud's provisioner: the target's own classes, through the
+/// profile's map, are checked instead), and their `LoadBalancer` Services
+/// trade the source profile's load-balancer annotations for the target's,
+/// as render does (an Azure-internal load balancer must not become an
+/// internet-facing one on EKS). To a cloud without a profile (`other`) the
+/// annotations are kept, and said so.
+fn across_clouds(
+    objects: Vec<Value>,
+    source_cloud: &str,
+    target: Cloud,
+    profiles: &CloudProfiles,
+) -> Vec<Value> {
     if source_cloud == target.as_str() {
         return objects;
     }
-    let (classes, kept): (Vec<Value>, Vec<Value>) = objects.into_iter().partition(|object| {
+    let (classes, mut kept): (Vec<Value>, Vec<Value>) = objects.into_iter().partition(|object| {
         object["kind"] == "StorageClass"
             && object["apiVersion"]
                 .as_str()
@@ -653,6 +858,30 @@ fn across_clouds(objects: Vec<Value>, source_cloud: &str, target: Cloud) -> Vec<
             classes.len(),
             target.as_str()
         );
+    }
+    let from = source_cloud.parse::<ProfileCloud>().ok();
+    let load_balancers = kept
+        .iter()
+        .filter(|object| object["kind"] == "Service" && object["spec"]["type"] == "LoadBalancer")
+        .count();
+    match (from, profile_cloud(target)) {
+        (_, Some(to)) => {
+            let none = CloudProfile::default();
+            let from = from.map_or(&none, |from| profiles.get(from));
+            pilothouse_render::retarget_load_balancers(from, profiles.get(to), &mut kept);
+            if load_balancers > 0 {
+                eprintln!(
+                    "{load_balancers} LoadBalancer Services get the load-balancer annotations of {}'s profile",
+                    target.as_str()
+                );
+            }
+        }
+        (Some(_), None) if load_balancers > 0 => eprintln!(
+            "note: {load_balancers} LoadBalancer Services keep the load-balancer annotations of \
+             {source_cloud}: the target's cloud is `other`, which has no profile; check how its \
+             load balancers are exposed"
+        ),
+        _ => {}
     }
     kept
 }
@@ -764,33 +993,94 @@ impl Progress {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("2G"), Ok(2_000_000_000));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5XB").is_err());
+        assert!(parse_size("99999999999TiB").is_err());
+    }
 
     #[test]
     fn pairs_and_namespaces() {
         assert_eq!(parse_pair("a=b"), Ok(("a".into(), "b".into())));
         assert!(parse_pair("a").is_err());
         assert!(parse_pair("=b").is_err());
+        let rbac = "rbac.authorization.k8s.io/v1";
         let objects = vec![
-            serde_json::json!({"kind": "Namespace", "metadata": {"name": "shop"}}),
-            serde_json::json!({"kind": "Namespace", "metadata": {"name": "other"}}),
-            serde_json::json!({"kind": "ConfigMap", "metadata": {"name": "a", "namespace": "shop"}}),
-            serde_json::json!({"kind": "ConfigMap", "metadata": {"name": "b", "namespace": "other"}}),
-            serde_json::json!({"kind": "StorageClass", "metadata": {"name": "gp2"}}),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "shop"}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b", "namespace": "other"}}),
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": "shop"},
+                   "spec": {"storageClassName": "fast"}}),
+            json!({"apiVersion": "shop.example.com/v1", "kind": "Cart", "metadata": {"name": "c", "namespace": "shop"}}),
+            json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                   "metadata": {"name": "carts.shop.example.com"}, "spec": {"group": "shop.example.com", "names": {"kind": "Cart"}}}),
+            json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                   "metadata": {"name": "dashboards.obs.example.com"}, "spec": {"group": "obs.example.com", "names": {"kind": "Dashboard"}}}),
+            json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "fast"}}),
+            json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "gp2"}}),
+            json!({"apiVersion": rbac, "kind": "RoleBinding", "metadata": {"name": "view", "namespace": "shop"},
+                   "roleRef": {"kind": "ClusterRole", "name": "viewer"}, "subjects": []}),
+            json!({"apiVersion": rbac, "kind": "ClusterRole", "metadata": {"name": "viewer"}}),
+            json!({"apiVersion": rbac, "kind": "ClusterRole", "metadata": {"name": "shop-operator"}}),
+            json!({"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": {"name": "shop-operator"},
+                   "roleRef": {"kind": "ClusterRole", "name": "shop-operator"},
+                   "subjects": [{"kind": "ServiceAccount", "name": "op", "namespace": "shop"}]}),
+            json!({"apiVersion": rbac, "kind": "ClusterRole", "metadata": {"name": "prometheus"}}),
+            json!({"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": {"name": "prometheus"},
+                   "roleRef": {"kind": "ClusterRole", "name": "prometheus"},
+                   "subjects": [{"kind": "ServiceAccount", "name": "prometheus", "namespace": "monitoring"}]}),
+            json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "high"}}),
         ];
-        let kept = only_namespaces(objects.clone(), &["shop".to_owned()]).unwrap();
+        let (kept, skipped) = only_namespaces(objects.clone(), &["shop".to_owned()]).unwrap();
         assert!(only_namespaces(objects, &["nope".to_owned()]).is_err());
         let names: Vec<&str> = kept
             .iter()
             .map(|o| o["metadata"]["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["shop", "a", "gp2"]);
         assert_eq!(
-            profile_map(None, Cloud::Eks)
-                .unwrap()
-                .get("managed-premium"),
+            names,
+            [
+                "shop",
+                "a",
+                "data",
+                "c",
+                "carts.shop.example.com",
+                "fast",
+                "view",
+                "viewer",
+                "shop-operator",
+                "shop-operator"
+            ]
+        );
+        let skipped: Vec<String> = skipped.iter().map(|s| s.key.to_string()).collect();
+        assert_eq!(skipped.len(), 6, "{skipped:?}");
+        for name in [
+            "Namespace other",
+            "dashboards.obs.example.com",
+            "gp2",
+            "ClusterRole prometheus",
+            "ClusterRoleBinding prometheus",
+            "high",
+        ] {
+            assert!(
+                skipped.iter().any(|s| s.contains(name)),
+                "{name}: {skipped:?}"
+            );
+        }
+        let profiles = CloudProfiles::default();
+        assert_eq!(
+            profile_map(&profiles, Cloud::Eks).get("managed-premium"),
             Some(&"gp2".to_owned())
         );
-        assert!(profile_map(None, Cloud::Other).unwrap().is_empty());
+        assert!(profile_map(&profiles, Cloud::Other).is_empty());
     }
 }

@@ -18,10 +18,11 @@ pub struct RenderArgs {
     /// annotations) after rendering.
     #[arg(long, value_parser = parse_cloud)]
     cloud: Option<Cloud>,
-    /// Cloud profiles file; by default gitops/clouds.yaml of the repository
+    /// Cloud profiles file (as gitops/clouds.yaml, and as restore and
+    /// migrate take it); by default gitops/clouds.yaml of the repository
     /// enclosing DIR, or the built-in profiles when there is none.
-    #[arg(long, requires = "cloud")]
-    clouds: Option<PathBuf>,
+    #[arg(long, requires = "cloud", alias = "clouds")]
+    cloud_profiles: Option<PathBuf>,
 }
 
 fn parse_cloud(s: &str) -> Result<Cloud, String> {
@@ -33,7 +34,7 @@ fn parse_cloud(s: &str) -> Result<Cloud, String> {
 pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
     let mut options = RenderOptions::default();
     if let Some(cloud) = args.cloud {
-        let profiles = match args.clouds.as_deref() {
+        let profiles = match args.cloud_profiles.as_deref() {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("{}: cannot read cloud profiles", path.display()))?;

@@ -15,9 +15,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use pilothouse_api::{AppState, HttpMetrics, Limits};
-use pilothouse_fleet::{CheckSettings, KubeconfigPolicy, WatchOptions};
+use pilothouse_api::{AppState, HttpMetrics, Limits, OutboundPolicy, ServerOptions, ServerTls};
+use pilothouse_fleet::{CheckSettings, ExecServerPattern, KubeconfigPolicy, WatchOptions};
 use pilothouse_incidents::{DetectConfig, NamePattern, Reason};
+use pilothouse_notify::DestinationPolicy;
 use pilothouse_store::{MasterKey, RepositorySettings, Scope, SecretChange, Store};
 use tracing_subscriber::EnvFilter;
 
@@ -52,6 +53,44 @@ pub struct ServeArgs {
         default_value = "aws,aws-iam-authenticator,gke-gcloud-auth-plugin,kubelogin"
     )]
     allowed_exec: Vec<String>,
+    /// The API servers an exec plugin may hand its credentials to, as
+    /// PLUGIN=https://HOST[:PORT] (`*` stands for one or more DNS labels, or
+    /// any port). Patterns given for a plugin replace its built-in ones
+    /// (aws, aws-iam-authenticator: https://*.eks.amazonaws.com; kubelogin:
+    /// https://*.azmk8s.io; gke-gcloud-auth-plugin: https://*.gke.goog,
+    /// https://*.googleapis.com); IP endpoints only when listed. Repeatable.
+    #[arg(long, env = "PILOTHOUSE_EXEC_SERVER_PATTERNS", value_delimiter = ',')]
+    exec_server_pattern: Vec<ExecServerPattern>,
+    /// A directory below which a local path or file:// URL may be set as the
+    /// desired-state repository through the API (repeatable). Without it,
+    /// local repositories come from --repo only.
+    #[arg(long, env = "PILOTHOUSE_ALLOW_LOCAL_REPO_ROOTS", value_delimiter = ',')]
+    allow_local_repo_root: Vec<PathBuf>,
+    /// A loopback, private or link-local network receivers may target, as a
+    /// CIDR such as 10.20.0.0/16 (repeatable). Without it, receivers reach
+    /// public addresses only.
+    #[arg(
+        long,
+        env = "PILOTHOUSE_ALLOW_RECEIVER_NETWORKS",
+        value_delimiter = ','
+    )]
+    allow_receiver_network: Vec<pilothouse_notify::IpNet>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "PILOTHOUSE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "PILOTHOUSE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Longest a client may take to send a request's headers (from when it
+    /// connects, or from the first byte of a further request).
+    #[arg(long, env = "PILOTHOUSE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
+    /// A connection that carries nothing for this long is closed.
+    #[arg(long, env = "PILOTHOUSE_IDLE_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// Connections open at once; more wait to be accepted.
+    #[arg(long, env = "PILOTHOUSE_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "PILOTHOUSE_MAX_BODY_BYTES", default_value_t = 2 << 20)]
     max_body_bytes: usize,
@@ -160,6 +199,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("opening the store")?;
     ensure_admin_token(&store, &args.data_dir).await?;
+    bind_legacy_repository_credentials(&store, &master_key).await?;
     configure_repository(&store, &args).await?;
 
     let checks = CheckSettings {
@@ -168,9 +208,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..CheckSettings::default()
     };
     let master_key = Arc::new(master_key);
-    let kubeconfig_policy = Arc::new(KubeconfigPolicy {
-        allowed_exec_commands: args.allowed_exec.clone(),
-    });
+    let kubeconfig_policy = Arc::new(
+        KubeconfigPolicy {
+            allowed_exec_commands: args.allowed_exec.clone(),
+            ..KubeconfigPolicy::default()
+        }
+        .with_exec_server_patterns(args.exec_server_pattern.clone()),
+    );
     let controller = Controller::new(
         store.clone(),
         Arc::clone(&master_key),
@@ -195,14 +239,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         monitor_settings(&args)?,
         stopped.clone(),
     );
+    let metrics = Arc::new(HttpMetrics::default());
     let state = AppState {
         store: store.clone(),
         master_key,
         kubeconfig_policy,
         checks: Arc::new(checks.clone()),
-        metrics: Arc::new(HttpMetrics::default()),
+        metrics: Arc::clone(&metrics),
         gitops: Arc::new(ControlHandle(Arc::clone(&controller))),
         incidents: Arc::new(MonitorHandle(monitor)),
+        outbound: Arc::new(OutboundPolicy {
+            local_repo_roots: args.allow_local_repo_root.clone(),
+            receiver_destinations: receiver_destinations(&args),
+        }),
     };
     let controller_tasks = controller.spawn(stopped.clone());
     let checker = tokio::spawn(pilothouse_fleet::run_checks(
@@ -214,6 +263,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         stopped,
     ));
 
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(ServerTls::from_pem_files(cert, key).context("loading --tls-cert and --tls-key")?)
+        }
+        _ => None,
+    };
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -223,11 +278,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         body_bytes: args.max_body_bytes,
         ..Limits::default()
     };
-    tracing::info!(%local, data_dir = %args.data_dir.display(), version = env!("CARGO_PKG_VERSION"), "pilothouse listening");
-    axum::serve(listener, pilothouse_api::router(state, &limits))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if let Some(warning) = plain_http_warning(args.bind, tls.is_some()) {
+        tracing::warn!(bind = %args.bind, "{warning}");
+    }
+    tracing::info!(%local, scheme, data_dir = %args.data_dir.display(), version = env!("CARGO_PKG_VERSION"), "pilothouse listening");
+    let options = ServerOptions {
+        header_read_timeout: args.header_read_timeout,
+        idle_timeout: args.idle_timeout,
+        max_connections: args.max_connections,
+        tls,
+        ..ServerOptions::default()
+    };
+    pilothouse_api::serve(
+        listener,
+        pilothouse_api::router(state, &limits),
+        metrics,
+        options,
+        shutdown_signal(),
+    )
+    .await
+    .context("serving HTTP")?;
 
     let _ = stop.send(true);
     if tokio::time::timeout(Duration::from_secs(10), checker)
@@ -259,6 +330,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What to warn about when the API would cross the network unencrypted.
+fn plain_http_warning(bind: IpAddr, tls: bool) -> Option<&'static str> {
+    (!tls && !bind.is_loopback()).then_some(
+        "serving plain HTTP on a non-loopback address: API tokens and kubeconfigs cross the \
+         network in clear text; pass --tls-cert and --tls-key, or put a TLS proxy in front",
+    )
+}
+
+fn receiver_destinations(args: &ServeArgs) -> DestinationPolicy {
+    DestinationPolicy::new(args.allow_receiver_network.clone())
+}
+
 /// The monitor's settings from the flags; a bad regex or reason is an error
 /// that names the flag.
 fn monitor_settings(args: &ServeArgs) -> anyhow::Result<MonitorSettings> {
@@ -285,6 +368,7 @@ fn monitor_settings(args: &ServeArgs) -> anyhow::Result<MonitorSettings> {
         hold_down: args.incident_hold_down,
         delivery_retry_max: args.notify_retry_max,
         retention: args.incident_retention,
+        receiver_destinations: receiver_destinations(args),
         watch: WatchOptions {
             watch_timeout: args.watch_timeout,
             ..WatchOptions::default()
@@ -352,11 +436,62 @@ async fn configure_repository(store: &Store, args: &ServeArgs) -> anyhow::Result
     })
     .with_context(|| format!("the desired-state repository `{}`", settings.url))?;
     if stored.as_ref().map(|r| &r.settings) != Some(&settings) {
+        // Credentials are bound to the host they were given for: a
+        // repository moved elsewhere on the command line cannot use them.
+        let origin = |url: &str| pilothouse_gitops::url_origin(url).ok();
+        let credentials = match &stored {
+            Some(repository)
+                if repository.credentials_kind != pilothouse_store::CredentialsKind::None
+                    && origin(&repository.settings.url) != origin(&settings.url) =>
+            {
+                tracing::warn!(
+                    from = %repository.settings.url,
+                    to = %settings.url,
+                    "the stored Git credentials belong to the previous repository's host and \
+                     are removed; set new ones with PUT /api/v1/repository if needed"
+                );
+                SecretChange::Clear
+            }
+            _ => SecretChange::Keep,
+        };
         store
-            .put_repository(&settings, SecretChange::Keep, SecretChange::Keep)
+            .put_repository(&settings, credentials, SecretChange::Keep)
             .await?;
     }
     tracing::info!(url = %settings.url, branch = %settings.branch, "desired-state repository");
+    Ok(())
+}
+
+/// Git credentials stored before they were bound to the remote's origin
+/// are sealed again, bound to the origin of the URL they were stored with
+/// (before `--repo` may change it).
+async fn bind_legacy_repository_credentials(store: &Store, key: &MasterKey) -> anyhow::Result<()> {
+    let (Some((kind, sealed)), Some(repository)) = (
+        store.repository_credentials().await?,
+        store.get_repository().await?,
+    ) else {
+        return Ok(());
+    };
+    let url = &repository.settings.url;
+    if pilothouse_api::open_repository_credentials(key, &sealed, url).is_ok() {
+        return Ok(());
+    }
+    let Ok(plaintext) = key.open(&sealed, pilothouse_store::REPOSITORY_CREDENTIALS_CONTEXT) else {
+        return Ok(());
+    };
+    let origin = pilothouse_gitops::url_origin(url)?;
+    let bound = key.seal(
+        &plaintext,
+        &pilothouse_store::repository_credentials_context(&origin),
+    )?;
+    store
+        .put_repository(
+            &repository.settings,
+            SecretChange::Set((kind, bound)),
+            SecretChange::Keep,
+        )
+        .await?;
+    tracing::info!(%origin, "the repository's Git credentials are now bound to its origin");
     Ok(())
 }
 
@@ -470,4 +605,27 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down: finishing requests in flight");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_off_loopback_is_warned_about() {
+        let check = |bind: &str, tls: bool, warned: bool| {
+            let bind: IpAddr = bind.parse().unwrap();
+            assert_eq!(
+                plain_http_warning(bind, tls).is_some(),
+                warned,
+                "{bind} tls={tls}"
+            );
+        };
+        check("127.0.0.1", false, false);
+        check("::1", false, false);
+        check("0.0.0.0", false, true);
+        check("10.0.0.5", false, true);
+        check("::", false, true);
+        check("0.0.0.0", true, false);
+    }
 }

@@ -166,18 +166,19 @@ impl Controller {
             .checkout(&repository, &revision)
             .await
             .map_err(Unknown::from_error(rev.clone()))?;
-        let root = checkout.join(&repository.settings.path);
+        let sub_path = repository.settings.path.clone();
         let (cluster_name, cloud) = (cluster.name.clone(), cluster.cloud.as_str().to_owned());
-        let desired =
-            tokio::task::spawn_blocking(move || render_cluster(&root, &cluster_name, &cloud))
-                .await
-                .map_err(Unknown::from_error(rev.clone()))?
-                .map_err(|error| {
-                    Unknown::new(
-                        rev.clone(),
-                        &format!("the revision does not render: {error}"),
-                    )
-                })?;
+        let desired = tokio::task::spawn_blocking(move || {
+            render_cluster(&checkout, &sub_path, &cluster_name, &cloud)
+        })
+        .await
+        .map_err(Unknown::from_error(rev.clone()))?
+        .map_err(|error| {
+            Unknown::new(
+                rev.clone(),
+                &format!("the revision does not render: {error}"),
+            )
+        })?;
         let rules = self
             .rules_for(&cluster.name)
             .await

@@ -6,11 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pilothouse_api::{GitCredentials, ScaffoldError, Scaffolded};
+use anyhow::Context as _;
+use pilothouse_api::{GitCredentials, ScaffoldError, Scaffolded, open_repository_credentials};
 use pilothouse_gitops::{CommitAuthor, GitError, Mirror, RemoteOptions, Revision};
-use pilothouse_store::{
-    REPOSITORY_CREDENTIALS_CONTEXT, Repository, RepositoryEventKind, RevisionRecord,
-};
+use pilothouse_store::{Repository, RepositoryEventKind, RevisionRecord};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::watch;
 
@@ -218,7 +217,17 @@ impl Controller {
         let stored = match self.store.repository_credentials().await? {
             None => GitCredentials::default(),
             Some((_, sealed)) => {
-                let json = self.key.open(&sealed, REPOSITORY_CREDENTIALS_CONTEXT)?;
+                // they open only for the origin they were given for
+                let url = self
+                    .store
+                    .get_repository()
+                    .await?
+                    .map(|repository| repository.settings.url)
+                    .unwrap_or_default();
+                let json = open_repository_credentials(&self.key, &sealed, &url).context(
+                    "the stored Git credentials are bound to another host than the \
+                     repository's: set them again with PUT /api/v1/repository",
+                )?;
                 serde_json::from_slice(&json)?
             }
         };

@@ -221,12 +221,13 @@ impl Controller {
             .await?
             .with_context(|| format!("cluster `{name}` is no longer registered"))?;
         let checkout = self.checkout(repository, revision).await?;
-        let root = checkout.join(&repository.settings.path);
+        let sub_path = repository.settings.path.clone();
         let cluster_name = cluster.name.clone();
         let cloud = cluster.cloud.as_str().to_owned();
-        let rendered =
-            tokio::task::spawn_blocking(move || render_cluster(&root, &cluster_name, &cloud))
-                .await?;
+        let rendered = tokio::task::spawn_blocking(move || {
+            render_cluster(&checkout, &sub_path, &cluster_name, &cloud)
+        })
+        .await?;
         let desired = match rendered {
             Ok(objects) => objects,
             Err(error) => {
@@ -268,11 +269,13 @@ impl Controller {
             return Ok(());
         };
         let checkout = self.checkout(&repository, &revision).await?;
-        let root = checkout.join(&repository.settings.path);
+        let sub_path = repository.settings.path.clone();
         let (name, cloud) = (cluster.name.clone(), cluster.cloud.as_str().to_owned());
-        let desired = tokio::task::spawn_blocking(move || render_cluster(&root, &name, &cloud))
-            .await?
-            .map_err(anyhow::Error::msg)?;
+        let desired = tokio::task::spawn_blocking(move || {
+            render_cluster(&checkout, &sub_path, &name, &cloud)
+        })
+        .await?
+        .map_err(anyhow::Error::msg)?;
         let client = self.client(cluster).await?;
         let previous: Vec<InventoryEntry> = self
             .store
@@ -474,7 +477,13 @@ impl Controller {
 /// exists, else `overlays/<cloud>/`, then the cloud's profile from
 /// `gitops/clouds.yaml` (or the built-in one). Errors name files relative to
 /// the repository.
-pub(super) fn render_cluster(root: &Path, name: &str, cloud: &str) -> Result<Vec<Value>, String> {
+pub(super) fn render_cluster(
+    checkout: &Path,
+    sub_path: &str,
+    name: &str,
+    cloud: &str,
+) -> Result<Vec<Value>, String> {
+    let root = &checkout.join(sub_path);
     let cluster_dir = root.join("gitops/clusters").join(name);
     let render_cloud: Option<pilothouse_render::Cloud> = cloud.parse().ok();
     let dir = if cluster_dir.is_dir() {
@@ -491,7 +500,11 @@ pub(super) fn render_cluster(root: &Path, name: &str, cloud: &str) -> Result<Vec
             }
         }
     };
-    let mut options = RenderOptions::default();
+    // a commit must not make the service read files outside the checkout
+    let mut options = RenderOptions {
+        confine_to: Some(checkout.to_owned()),
+        ..RenderOptions::default()
+    };
     if let Some(cloud) = render_cloud {
         let clouds = root.join("gitops/clouds.yaml");
         let profiles = if clouds.is_file() {

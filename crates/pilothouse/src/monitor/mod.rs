@@ -45,6 +45,9 @@ pub struct MonitorSettings {
     pub supervise_interval: Duration,
     /// The longest wait between two tries of a failed delivery.
     pub delivery_retry_max: Duration,
+    /// The loopback, private or link-local ranges receivers may be reached
+    /// at (public addresses always).
+    pub receiver_destinations: pilothouse_notify::DestinationPolicy,
 }
 
 impl Default for MonitorSettings {
@@ -60,6 +63,7 @@ impl Default for MonitorSettings {
             tick: Duration::from_secs(1),
             supervise_interval: Duration::from_secs(5),
             delivery_retry_max: pilothouse_notify::BACKOFF_MAX,
+            receiver_destinations: pilothouse_notify::DestinationPolicy::default(),
         }
     }
 }

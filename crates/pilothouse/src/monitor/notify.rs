@@ -295,7 +295,11 @@ impl Monitor {
 
     /// Sends what the outbox holds, retrying failures with backoff.
     pub(super) async fn deliver(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let deliverer = match Deliverer::new(DelivererOptions::default()) {
+        let options = DelivererOptions {
+            destinations: self.settings.receiver_destinations.clone(),
+            ..DelivererOptions::default()
+        };
+        let deliverer = match Deliverer::new(options) {
             Ok(deliverer) => Arc::new(deliverer),
             Err(error) => {
                 tracing::error!(%error, "notifications cannot be delivered");

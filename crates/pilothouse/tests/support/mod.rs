@@ -117,6 +117,8 @@ pub struct Server {
     pub data: tempfile::TempDir,
     /// `serve` and its flags, for [`Server::restart`].
     pub args: Vec<String>,
+    /// Extra environment of the process.
+    pub env: Vec<(String, String)>,
     pub port: u16,
 }
 
@@ -149,6 +151,17 @@ pub fn serve_in(
     data: tempfile::TempDir,
     token: Option<String>,
 ) -> Server {
+    serve_with(repo, extra, data, token, Vec::new())
+}
+
+/// `serve` with extra environment variables (kept for restarts).
+pub fn serve_with(
+    repo: &Repo,
+    extra: &[&str],
+    data: tempfile::TempDir,
+    token: Option<String>,
+    env: Vec<(String, String)>,
+) -> Server {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -162,7 +175,7 @@ pub fn serve_in(
         "main".to_owned(),
     ];
     args.extend(extra.iter().map(|arg| (*arg).to_owned()));
-    let (child, logs) = start(&args, data.path(), port);
+    let (child, logs) = start(&args, &env, data.path(), port);
     let token = token.unwrap_or_else(|| {
         std::fs::read_to_string(data.path().join("admin.token"))
             .unwrap()
@@ -177,13 +190,19 @@ pub fn serve_in(
         logs: Some(logs),
         data,
         args,
+        env,
         port,
     }
 }
 
 /// Starts `pilothouse ARGS` with test-friendly intervals on `port` and waits
 /// until it listens.
-fn start(args: &[String], data: &Path, port: u16) -> (Child, std::thread::JoinHandle<String>) {
+fn start(
+    args: &[String],
+    env: &[(String, String)],
+    data: &Path,
+    port: u16,
+) -> (Child, std::thread::JoinHandle<String>) {
     let mut child = Command::new(BIN)
         .args(&args[..1])
         .args([
@@ -201,6 +220,7 @@ fn start(args: &[String], data: &Path, port: u16) -> (Child, std::thread::JoinHa
         .env("PILOTHOUSE_PORT", port.to_string())
         .env_remove("PILOTHOUSE_MASTER_KEY")
         .env("PILOTHOUSE_LOG", "info,pilothouse=debug")
+        .envs(env.iter().map(|(key, value)| (key, value)))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -235,9 +255,11 @@ impl Server {
 
     /// Starts a killed service again on the same data directory and port.
     pub fn start_again(&mut self) {
-        let (child, logs) = start(&self.args, self.data.path(), self.port);
+        let (child, logs) = start(&self.args, &self.env, self.data.path(), self.port);
         self.child = child;
         self.logs = Some(logs);
+        // connections to the old process are dead: a fresh pool
+        self.http = reqwest::Client::new();
     }
 
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
