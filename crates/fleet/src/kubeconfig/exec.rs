@@ -166,23 +166,42 @@ impl FromStr for ServerPattern {
 
 impl ServerPattern {
     fn matches(&self, server: &str) -> bool {
-        let Ok(url) = url::Url::parse(server) else {
+        // parsed as kube parses the server it connects to, so that the host
+        // judged here is the host the token goes to
+        let Ok(uri) = server.trim().parse::<http::Uri>() else {
             return false;
         };
-        if url.scheme() != "https" {
+        if uri.scheme_str() != Some("https") {
             return false;
         }
-        let port = url.port_or_known_default().unwrap_or(443);
+        let Some(authority) = uri.authority() else {
+            return false;
+        };
+        if authority.as_str().contains('@') {
+            return false;
+        }
+        let port = authority.port_u16().unwrap_or(443);
         if self.port.is_some_and(|wanted| wanted != port) {
             return false;
         }
-        match (&self.host, url.host()) {
-            (HostPattern::Ip(ip), Some(url::Host::Ipv4(address))) => *ip == IpAddr::V4(address),
-            (HostPattern::Ip(ip), Some(url::Host::Ipv6(address))) => *ip == IpAddr::V6(address),
-            (HostPattern::Dns(labels), Some(url::Host::Domain(domain))) => {
-                let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let host = authority.host();
+        let literal = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host)
+            .parse::<IpAddr>();
+        match (&self.host, literal) {
+            (HostPattern::Ip(ip), Ok(address)) => *ip == address,
+            (HostPattern::Dns(labels), Err(_)) => {
+                let domain = host.trim_end_matches('.').to_ascii_lowercase();
+                let labels_ok = domain.split('.').all(|label| {
+                    !label.is_empty()
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
                 let host: Vec<&str> = domain.split('.').collect();
-                labels_match(labels, &host)
+                labels_ok && labels_match(labels, &host)
             }
             _ => false,
         }
@@ -333,6 +352,12 @@ mod tests {
         check(eks, "https://evil.example.com", false);
         check(eks, "http://abc.gr7.us-east-1.eks.amazonaws.com", false);
         check(eks, "https://52.1.2.3", false);
+        check(eks, "https://abc.gr7.us-east-1.eks.amazonaws.com.", true);
+        check(eks, "https://evil.example.com?.eks.amazonaws.com", false);
+        check(eks, "https://evil.example.com#.eks.amazonaws.com", false);
+        check(eks, "https://a.eks.amazonaws.com@evil.example.com", false);
+        check(eks, "https://evil.example.com\\@a.eks.amazonaws.com", false);
+        check(eks, "https://evil_host.eks.amazonaws.com", false);
         check(
             "https://*.gr7.*.eks.amazonaws.com",
             "https://a.gr7.us-east-1.eks.amazonaws.com",

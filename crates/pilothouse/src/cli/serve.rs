@@ -249,7 +249,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         gitops: Arc::new(ControlHandle(Arc::clone(&controller))),
         incidents: Arc::new(MonitorHandle(monitor)),
         outbound: Arc::new(OutboundPolicy {
-            local_repo_roots: args.allow_local_repo_root.clone(),
+            local_repo_roots: local_repo_roots(&args)?,
             receiver_destinations: receiver_destinations(&args),
         }),
     };
@@ -328,6 +328,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("pilothouse stopped");
     Ok(())
+}
+
+/// `--allow-local-repo-root` directories, resolved: each must exist.
+fn local_repo_roots(args: &ServeArgs) -> anyhow::Result<Vec<PathBuf>> {
+    args.allow_local_repo_root
+        .iter()
+        .map(|dir| {
+            std::fs::canonicalize(dir)
+                .with_context(|| format!("--allow-local-repo-root {}", dir.display()))
+        })
+        .collect()
 }
 
 /// What to warn about when the API would cross the network unencrypted.
