@@ -20,6 +20,7 @@ use pilothouse_store::{
     repository_credentials_context,
 };
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::clusters::rfc3339;
@@ -384,7 +385,7 @@ pub async fn put_repository(
         .store
         .put_repository(&settings, credentials, webhook_secret)
         .await?;
-    tracing::info!(url = %repository.settings.url, branch = %repository.settings.branch, "repository configured");
+    tracing::info!(url = %pilothouse_gitops::redact_url(&repository.settings.url), branch = %repository.settings.branch, "repository configured");
     state.gitops.fetch_now();
     Ok(ApiJson(repository_view(&state, repository).await?))
 }
@@ -459,31 +460,6 @@ pub async fn webhook(
         tracing::warn!(provider, "webhook refused: bad or missing signature");
         return Err(refused());
     }
-    // A signed delivery seen before is a replay: refused for an hour.
-    let delivery = header("x-github-delivery").or_else(|| header("x-gitlab-event-uuid"));
-    if let Some(id) = delivery {
-        if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ApiError::BadRequest {
-                detail: "the delivery id header is not a delivery id".into(),
-                field: Some("X-GitHub-Delivery".into()),
-            });
-        }
-        let key = format!("{provider}:{id}");
-        if !state
-            .store
-            .record_webhook_delivery(&key, WEBHOOK_REPLAY_WINDOW_MS)
-            .await?
-        {
-            tracing::warn!(
-                provider,
-                delivery = id,
-                "webhook refused: a replayed delivery"
-            );
-            return Err(ApiError::Conflict(format!(
-                "delivery `{id}` was already received within the last hour: a replay is refused"
-            )));
-        }
-    }
     if header("x-github-event") == Some("ping") {
         return Ok((
             StatusCode::OK,
@@ -514,6 +490,36 @@ pub async fn webhook(
             "push to `{}`, but the followed branch is `{}`",
             event.git_ref, repository.settings.branch
         )));
+    }
+    // A delivery seen before is a replay, refused for an hour: known by its
+    // delivery id and by its signed body (an id is not covered by the
+    // signature, so a replay under a new id is still the same body). Only
+    // deliveries that are acted on are remembered.
+    let delivery = header("x-github-delivery").or_else(|| header("x-gitlab-event-uuid"));
+    if delivery.is_some_and(|id| {
+        id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic())
+    }) {
+        return Err(ApiError::BadRequest {
+            detail: "the delivery id header is not a delivery id".into(),
+            field: Some("X-GitHub-Delivery".into()),
+        });
+    }
+    let digest: String = Sha256::digest(&body)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    let keys: Vec<String> = std::iter::once(format!("{provider}:body:{digest}"))
+        .chain(delivery.map(|id| format!("{provider}:id:{id}")))
+        .collect();
+    if !state
+        .store
+        .record_webhook_delivery(&keys, WEBHOOK_REPLAY_WINDOW_MS)
+        .await?
+    {
+        tracing::warn!(provider, delivery = ?delivery, "webhook refused: a replayed delivery");
+        return Err(ApiError::Conflict(
+            "this delivery was already received within the last hour: a replay is refused".into(),
+        ));
     }
     let message = format!(
         "{provider} push to `{}`{}",

@@ -837,17 +837,36 @@ async fn repository_settings_keep_secrets_and_webhooks_are_verified() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(api.requests.fetches.load(Ordering::SeqCst), 1);
 
-    // A signed push to the followed branch starts a fetch; a replay is harmless.
-    for _ in 0..2 {
-        let (status, body, _) = api
-            .webhook(
-                &[("x-github-event", "push"), ("x-hub-signature-256", &good)],
-                &push,
-            )
-            .await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-        assert_eq!(body["status"], "accepted");
-    }
+    // A signed push to the followed branch starts a fetch; a replay of the
+    // same delivery is refused and starts nothing.
+    let (status, body, _) = api
+        .webhook(
+            &[("x-github-event", "push"), ("x-hub-signature-256", &good)],
+            &push,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["status"], "accepted");
+    let (status, body, content_type) = api
+        .webhook(
+            &[("x-github-event", "push"), ("x-hub-signature-256", &good)],
+            &push,
+        )
+        .await;
+    assert_problem(status, &body, &content_type, StatusCode::CONFLICT);
+    let again =
+        json!({"ref": "refs/heads/main", "after": "1123456789abcdef0123456789abcdef01234567"});
+    let again = again.to_string().into_bytes();
+    let (status, body, _) = api
+        .webhook(
+            &[
+                ("x-github-event", "push"),
+                ("x-hub-signature-256", &github_signature(secret, &again)),
+            ],
+            &again,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(api.requests.fetches.load(Ordering::SeqCst), 3);
     // GitLab's token works the same way.
     let (status, body, _) = api

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use git2::{
-    AutotagOption, ErrorCode, FetchOptions, ObjectType, Oid, PushOptions, Repository, TreeWalkMode,
-    TreeWalkResult,
+    AutotagOption, ErrorCode, FetchOptions, ObjectType, Oid, PushOptions, RemoteRedirect,
+    Repository, TreeWalkMode, TreeWalkResult,
 };
 
 mod known_hosts;
@@ -29,7 +29,8 @@ mod remote;
 pub mod webhook;
 
 pub use remote::{
-    RemoteKind, RemoteOptions, RepoCredentials, remote_origin, url_origin, validate_remote_url,
+    RemoteKind, RemoteOptions, RepoCredentials, redact_url, remote_origin, url_origin,
+    validate_remote_url,
 };
 
 use remote::Connection;
@@ -249,9 +250,11 @@ impl Mirror {
             context,
             move |remote, callbacks| {
                 let mut options = FetchOptions::new();
+                // a redirect would take the credentials to another host
                 options
                     .remote_callbacks(callbacks)
-                    .download_tags(AutotagOption::None);
+                    .download_tags(AutotagOption::None)
+                    .follow_redirects(RemoteRedirect::None);
                 remote.fetch(&[refspec.as_str()], Some(&mut options), None)
             },
         )?;
@@ -310,10 +313,20 @@ impl Mirror {
         fs::create_dir(dest).map_err(io(format!("creating {}", dest.display())))?;
         let mut failure = None;
         let mut links = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         tree.walk(TreeWalkMode::PreOrder, |parent, entry| {
             let name = String::from_utf8_lossy(entry.name_bytes()).into_owned();
             let relative = format!("{parent}{name}");
             let target = dest.join(&relative);
+            // a crafted tree must not write outside the checkout or through
+            // a link: no name that climbs or nests, no name twice
+            if !safe_entry_name(entry.name_bytes()) || !seen.insert(relative.clone()) {
+                failure = Some(GitError::Unsupported {
+                    path: relative,
+                    what: "an entry name that is empty, `.`, `..`, `.git`, holds a `/`, or repeats",
+                });
+                return TreeWalkResult::Abort;
+            }
             if entry.filemode() == 0o120000 {
                 links.push(relative.clone());
             }
@@ -377,7 +390,13 @@ impl Mirror {
                 what: "a symlink on this platform",
             });
         }
-        fs::write(target, blob.content()).map_err(io(format!("writing {relative}")))?;
+        // never through an existing entry (a link above all)
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(target)
+            .and_then(|mut file| std::io::Write::write_all(&mut file, blob.content()))
+            .map_err(io(format!("writing {relative}")))?;
         #[cfg(unix)]
         if mode == 0o100755 {
             use std::os::unix::fs::PermissionsExt as _;
@@ -386,6 +405,15 @@ impl Mirror {
         }
         Ok(())
     }
+}
+
+/// Whether a tree entry's name is one plain path component.
+fn safe_entry_name(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name != b"."
+        && name != b".."
+        && !name.eq_ignore_ascii_case(b".git")
+        && !name.iter().any(|b| matches!(b, b'/' | b'\\' | 0))
 }
 
 /// Checks that every symbolic link of a checkout resolves, through any
@@ -507,7 +535,9 @@ impl Mirror {
                 context,
                 move |remote, callbacks| {
                     let mut options = PushOptions::new();
-                    options.remote_callbacks(callbacks);
+                    options
+                        .remote_callbacks(callbacks)
+                        .follow_redirects(RemoteRedirect::None);
                     remote.push(&[refspec.as_str()], Some(&mut options))
                 },
             )

@@ -167,6 +167,17 @@ fn classify(url: &str) -> Result<RemoteKind, String> {
         return Err("the URL contains whitespace or control characters".to_owned());
     }
     if let Some((scheme, _)) = url.split_once("://") {
+        // URL parsers disagree on these (`\` is a `/` to one, part of the
+        // user name to another): the host judged must be the host reached
+        if let Some(odd) = url.chars().find(|c| {
+            !c.is_ascii_graphic()
+                || matches!(c, '\\' | '"' | '<' | '>' | '^' | '`' | '{' | '|' | '}')
+        }) {
+            return Err(format!(
+                "the URL holds `{}`, which URLs do not allow unescaped",
+                odd.escape_default()
+            ));
+        }
         return classify_url(&scheme.to_ascii_lowercase(), url);
     }
     if url.starts_with('/') {
@@ -406,7 +417,7 @@ fn check_credentials(kind: &RemoteKind, credentials: &RepoCredentials) -> Result
 
 /// `url` fit for errors and logs: no password, no query, and for HTTP(S) no
 /// user name either (a token is sometimes given as the user name).
-pub(crate) fn redact_url(url: &str) -> String {
+pub fn redact_url(url: &str) -> String {
     let (prefix, rest) = match url.find("://") {
         Some(at) => url.split_at(at + 3),
         None => ("", url),
@@ -993,6 +1004,16 @@ mod tests {
         );
         check("ftp://example.com/d.git", &none, Err("the scheme `ftp`"));
         check("http://127.0.0.1/d.git", &token(), Err("plaintext"));
+        check(
+            "https://github.com\\@evil.example/a/d.git",
+            &token(),
+            Err("which URLs do not allow"),
+        );
+        check(
+            "https://github.com/a|b.git",
+            &none,
+            Err("which URLs do not allow"),
+        );
         check(
             "http://mirror.internal/d.git",
             &none,

@@ -504,6 +504,45 @@ impl Detector {
         })]
     }
 
+    /// The healthy signals of what is healthy now, as last seen: every
+    /// workload with a healthy pod and no failing one, every node for the
+    /// reasons it does not have. For a book whose incidents were unknown
+    /// while the cluster could not be watched: signals that arrived in the
+    /// meantime (a watch that came back before the others) were not
+    /// applied to them.
+    pub fn healthy_now(&self, now_ms: i64) -> Vec<Observation> {
+        let workloads = self.workloads.iter().filter(|(_, pods)| {
+            pods.values().any(|h| *h == Health::Healthy)
+                && !pods.values().any(|h| *h == Health::Failing)
+        });
+        let mut out: Vec<Observation> = workloads
+            .map(|((namespace, workload), _)| {
+                Observation::Healthy(Healthy {
+                    namespace: Some(namespace.clone()),
+                    workload: workload.clone(),
+                    reasons: None,
+                    pod: None,
+                    at_ms: now_ms,
+                })
+            })
+            .collect();
+        for (name, active) in &self.nodes {
+            out.push(Observation::Healthy(Healthy {
+                namespace: None,
+                workload: Workload::new("Node", name.clone()),
+                reasons: Some(
+                    Reason::NODE
+                        .into_iter()
+                        .filter(|reason| !active.contains(reason))
+                        .collect(),
+                ),
+                pod: None,
+                at_ms: now_ms,
+            }));
+        }
+        out
+    }
+
     /// Whether any pod of this workload is known (seen and not deleted).
     pub fn has_pods(&self, namespace: &str, workload: &Workload) -> bool {
         self.workloads

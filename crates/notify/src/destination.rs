@@ -338,8 +338,9 @@ impl tower::Service<Name> for CheckedResolver {
 /// the policy allows every address it resolves to. Runs
 /// [`ReceiverConfig::validate`] first.
 ///
-/// The error names the field (`url`, `smtp_host`) and says why: the
-/// address and what it is, or that the name cannot be resolved. This is a
+/// The error names the field (`url`, `smtp_host`) and says why: what kind
+/// of address it is (the address itself only when the URL gave it), or
+/// that the name cannot be resolved. This is a
 /// courtesy to whoever configures the receiver; deliveries check again
 /// whenever they connect.
 pub async fn check_destination(
@@ -359,16 +360,17 @@ pub async fn check_destination(
             ..
         } => ("smtp_host", smtp_host.clone(), *smtp_port),
     };
-    let verb = if literal_ip(&host).is_some() {
-        "is"
-    } else {
-        "resolves to"
-    };
+    let literal = literal_ip(&host).is_some();
     match tokio::time::timeout(CHECK_RESOLVE_TIMEOUT, resolve(&host, port, policy)).await {
         Ok(Ok(_)) => Ok(()),
+        // a name's address is not echoed: it would tell internal DNS
+        Ok(Err(Unreachable::Refused(ip))) if literal => Err(NotifyError::invalid(
+            field,
+            format!("is {ip}, {}; {ALLOW_HINT}", describe(ip)),
+        )),
         Ok(Err(Unreachable::Refused(ip))) => Err(NotifyError::invalid(
             field,
-            format!("{verb} {ip}, {}; {ALLOW_HINT}", describe(ip)),
+            format!("resolves to {}; {ALLOW_HINT}", describe(ip)),
         )),
         Ok(Err(Unreachable::Lookup(e))) => Err(NotifyError::invalid(
             field,

@@ -39,6 +39,21 @@ pub(crate) fn looks_remote(entry: &str) -> bool {
         || lower.contains(".git//")
 }
 
+/// `path` with `.` and `..` folded, without touching the file system.
+fn fold(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 impl Loader {
     /// Resolves `entry` (from the kustomization `file` in directory `dir`,
     /// field `field`) to a directory or a file. Files must stay within
@@ -52,6 +67,20 @@ impl Loader {
         field: &str,
     ) -> Result<Target, RenderError> {
         let joined = dir.join(entry);
+        // outside the boundary as written: refused without looking, so the
+        // answer does not tell what exists on the host
+        if let Some(boundary) = &self.boundary {
+            let folded = fold(&joined);
+            if !folded.starts_with(boundary) {
+                return Err(RenderError::OutsideRoot {
+                    file: file.to_path_buf(),
+                    field: field.to_string(),
+                    entry: entry.to_string(),
+                    target: folded,
+                    root: boundary.clone(),
+                });
+            }
+        }
         let canonical = match fs::canonicalize(&joined) {
             Ok(p) => p,
             Err(_) => {

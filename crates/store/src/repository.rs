@@ -311,12 +311,13 @@ impl Store {
         Ok(())
     }
 
-    /// Records a webhook delivery id (GitHub's `X-GitHub-Delivery`) seen
-    /// now; `false` when the same id was recorded within `window_ms` before
-    /// (a replay). Ids older than the window are forgotten.
+    /// Records a webhook delivery, known by `keys` (its delivery id, a
+    /// digest of its body, …), as seen now; `false`, recording nothing,
+    /// when any of the keys was recorded within `window_ms` before (a
+    /// replay). Keys older than the window are forgotten.
     pub async fn record_webhook_delivery(
         &self,
-        delivery_id: &str,
+        keys: &[String],
         window_ms: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.writer.begin().await?;
@@ -325,17 +326,23 @@ impl Store {
             .bind(now.saturating_sub(window_ms))
             .execute(&mut *tx)
             .await?;
-        let inserted = sqlx::query(
-            "INSERT INTO webhook_deliveries (delivery_id, seen_at) VALUES (?, ?) \
-             ON CONFLICT (delivery_id) DO NOTHING",
-        )
-        .bind(delivery_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        for key in keys {
+            let inserted = sqlx::query(
+                "INSERT INTO webhook_deliveries (delivery_id, seen_at) VALUES (?, ?) \
+                 ON CONFLICT (delivery_id) DO NOTHING",
+            )
+            .bind(key)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
         tx.commit().await?;
-        Ok(inserted == 1)
+        Ok(true)
     }
 
     /// Logs an event about the repository.

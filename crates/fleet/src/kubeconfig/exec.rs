@@ -29,7 +29,11 @@ pub const DEFAULT_EXEC_SERVER_PATTERNS: [(&str, &str); 7] = [
     // the DNS-based control-plane endpoints of GKE; IP endpoints only when
     // the operator lists them
     ("gke-gcloud-auth-plugin", "https://*.gke.goog"),
-    ("gke-gcloud-auth-plugin", "https://*.googleapis.com"),
+    // the Connect gateway, for clusters reached through a fleet membership
+    (
+        "gke-gcloud-auth-plugin",
+        "https://connectgateway.googleapis.com",
+    ),
 ];
 
 /// One operator rule: exec plugin `plugin` may hand its credentials to API
@@ -132,8 +136,22 @@ impl FromStr for ServerPattern {
             Some("*") => None,
             Some(port) => Some(port.parse().map_err(|_| bad("has a bad port"))?),
         };
+        if host.contains(':') && !rest.starts_with('[') {
+            return Err(bad(
+                "an IPv6 address goes in brackets, as in https://[::1]:6443",
+            ));
+        }
         let host = match host.parse::<IpAddr>() {
             Ok(ip) => HostPattern::Ip(ip),
+            Err(_)
+                if host
+                    .split('.')
+                    .all(|label| label == "*" || label.bytes().all(|b| b.is_ascii_digit())) =>
+            {
+                return Err(bad(
+                    "IP endpoints are listed one by one (a `*` never matches an IP address)",
+                ));
+            }
             Err(_) => {
                 let labels: Vec<String> = host.split('.').map(str::to_ascii_lowercase).collect();
                 let valid = labels.iter().all(|label| {
@@ -254,9 +272,9 @@ fn invocation(command: &str) -> Option<Invocation> {
     match command {
         "aws" => Some(Invocation {
             subcommand: &["eks", "get-token"],
+            // not --debug (it logs the signed request and the credentials),
+            // --endpoint-url or --no-verify-ssl: nothing a token needs
             flags: &[
-                "--debug",
-                "--no-verify-ssl",
                 "--no-paginate",
                 "--no-sign-request",
                 "--no-cli-pager",
@@ -269,7 +287,6 @@ fn invocation(command: &str) -> Option<Invocation> {
                 "--output",
                 "--query",
                 "--color",
-                "--endpoint-url",
                 "--cli-read-timeout",
                 "--cli-connect-timeout",
                 "--cli-binary-format",
@@ -393,6 +410,8 @@ mod tests {
             "https://user@a.example.com",
             "https://a.example.com:x",
             "https://a_b.example.com",
+            "https://10.0.0.*",
+            "https://::1",
         ] {
             assert!(ExecServerPattern::new("aws", bad).is_err(), "{bad}");
         }
@@ -447,10 +466,18 @@ mod tests {
         );
         check(
             "aws",
-            &["--region=us-east-1", "--debug", "eks", "get-token"],
+            &["--region=us-east-1", "--no-cli-pager", "eks", "get-token"],
             true,
         );
-        check("aws", &["--debug", "s3", "eks", "get-token"], false);
+        check("aws", &["--no-paginate", "s3", "eks", "get-token"], false);
+        // flags that log credentials or send the request elsewhere
+        check("aws", &["--debug", "eks", "get-token"], false);
+        check(
+            "aws",
+            &["--endpoint-url", "https://evil.example", "eks", "get-token"],
+            false,
+        );
+        check("aws", &["--no-verify-ssl", "eks", "get-token"], false);
         check("aws", &["--no-such-flag", "x", "eks", "get-token"], false);
         check("aws", &["--region"], false);
         check("aws", &["eks", "update-kubeconfig"], false);

@@ -246,8 +246,8 @@ async fn receivers_are_checked_when_created() {
         url("https://localhost/x"),
         &none,
         Some("url"),
-        // 127.0.0.1 or ::1
-        &format!(", {refused}"),
+        // a name's address is not echoed
+        &format!("resolves to {refused}"),
     )
     .await;
     check(

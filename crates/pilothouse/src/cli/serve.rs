@@ -58,7 +58,8 @@ pub struct ServeArgs {
     /// any port). Patterns given for a plugin replace its built-in ones
     /// (aws, aws-iam-authenticator: https://*.eks.amazonaws.com; kubelogin:
     /// https://*.azmk8s.io; gke-gcloud-auth-plugin: https://*.gke.goog,
-    /// https://*.googleapis.com); IP endpoints only when listed. Repeatable.
+    /// https://connectgateway.googleapis.com); IP endpoints only when listed.
+    /// Repeatable.
     #[arg(long, env = "PILOTHOUSE_EXEC_SERVER_PATTERNS", value_delimiter = ',')]
     exec_server_pattern: Vec<ExecServerPattern>,
     /// A directory below which a local path or file:// URL may be set as the
@@ -399,7 +400,7 @@ async fn configure_repository(store: &Store, args: &ServeArgs) -> anyhow::Result
         || args.poll_interval.is_some();
     let base = match (&stored, &args.repo) {
         (Some(repository), _) if !given => {
-            tracing::info!(url = %repository.settings.url, branch = %repository.settings.branch, "desired-state repository");
+            tracing::info!(url = %pilothouse_gitops::redact_url(&repository.settings.url), branch = %repository.settings.branch, "desired-state repository");
             return Ok(());
         }
         (_, Some(url)) => RepositorySettings {
@@ -456,8 +457,8 @@ async fn configure_repository(store: &Store, args: &ServeArgs) -> anyhow::Result
                     && origin(&repository.settings.url) != origin(&settings.url) =>
             {
                 tracing::warn!(
-                    from = %repository.settings.url,
-                    to = %settings.url,
+                    from = %pilothouse_gitops::redact_url(&repository.settings.url),
+                    to = %pilothouse_gitops::redact_url(&settings.url),
                     "the stored Git credentials belong to the previous repository's host and \
                      are removed; set new ones with PUT /api/v1/repository if needed"
                 );
@@ -469,7 +470,7 @@ async fn configure_repository(store: &Store, args: &ServeArgs) -> anyhow::Result
             .put_repository(&settings, credentials, SecretChange::Keep)
             .await?;
     }
-    tracing::info!(url = %settings.url, branch = %settings.branch, "desired-state repository");
+    tracing::info!(url = %pilothouse_gitops::redact_url(&settings.url), branch = %settings.branch, "desired-state repository");
     Ok(())
 }
 
@@ -490,7 +491,14 @@ async fn bind_legacy_repository_credentials(store: &Store, key: &MasterKey) -> a
     let Ok(plaintext) = key.open(&sealed, pilothouse_store::REPOSITORY_CREDENTIALS_CONTEXT) else {
         return Ok(());
     };
-    let origin = pilothouse_gitops::url_origin(url)?;
+    let origin = match pilothouse_gitops::url_origin(url) {
+        Ok(origin) => origin,
+        Err(error) => {
+            // a URL accepted once, refused now: the operator sets a new one
+            tracing::warn!(%error, "the repository's stored Git credentials cannot be bound to its URL");
+            return Ok(());
+        }
+    };
     let bound = key.seal(
         &plaintext,
         &pilothouse_store::repository_credentials_context(&origin),

@@ -48,7 +48,7 @@ impl Controller {
         let Some(repository) = self.store.get_repository().await? else {
             return Ok(());
         };
-        let options = self.remote_options().await?;
+        let options = self.remote_options(&repository.settings.url).await?;
         let mirror_dir = self.mirror_dir(&repository);
         let url = repository.settings.url.clone();
         let branch = repository.settings.branch.clone();
@@ -85,7 +85,7 @@ impl Controller {
         if dir.is_dir() {
             return Ok(dir);
         }
-        let options = self.remote_options().await?;
+        let options = self.remote_options(&repository.settings.url).await?;
         let mirror_dir = self.mirror_dir(repository);
         let url = repository.settings.url.clone();
         let branch = repository.settings.branch.clone();
@@ -129,7 +129,10 @@ impl Controller {
             .ok_or_else(|| {
                 ScaffoldError::NotPossible("no desired-state repository is configured".into())
             })?;
-        let options = self.remote_options().await.map_err(failed)?;
+        let options = self
+            .remote_options(&repository.settings.url)
+            .await
+            .map_err(failed)?;
         let prefix = if repository.settings.path.is_empty() {
             String::new()
         } else {
@@ -212,19 +215,14 @@ impl Controller {
         }
     }
 
-    /// How to reach the remote: the stored credentials, opened.
-    async fn remote_options(&self) -> anyhow::Result<RemoteOptions> {
+    /// How to reach the remote at `url` (the URL the caller will use, read
+    /// with it): the stored credentials, opened only if they were given for
+    /// that URL's origin.
+    async fn remote_options(&self, url: &str) -> anyhow::Result<RemoteOptions> {
         let stored = match self.store.repository_credentials().await? {
             None => GitCredentials::default(),
             Some((_, sealed)) => {
-                // they open only for the origin they were given for
-                let url = self
-                    .store
-                    .get_repository()
-                    .await?
-                    .map(|repository| repository.settings.url)
-                    .unwrap_or_default();
-                let json = open_repository_credentials(&self.key, &sealed, &url).context(
+                let json = open_repository_credentials(&self.key, &sealed, url).context(
                     "the stored Git credentials are bound to another host than the \
                      repository's: set them again with PUT /api/v1/repository",
                 )?;

@@ -223,8 +223,7 @@ impl ClusterWatch {
                 }
                 self.observe(observations, None).await;
                 if !self.book.is_reachable() && self.unreachable.is_empty() {
-                    let changes = self.book.cluster_reachable();
-                    self.emit(changes, None).await;
+                    self.reachable_again(now).await;
                 }
             }
             WatchEvent::Applied {
@@ -285,11 +284,21 @@ impl ClusterWatch {
             WatchEvent::Reachable { kind } => {
                 if self.unreachable.remove(&kind) && self.unreachable.is_empty() {
                     tracing::info!(cluster = %self.cluster, "cluster reachable again");
-                    let changes = self.book.cluster_reachable();
-                    self.emit(changes, None).await;
+                    self.reachable_again(now).await;
                 }
             }
         }
+    }
+
+    /// Every watch answers again: unknown incidents are open again, and
+    /// what the watches that came back first reported healthy (while the
+    /// incidents were still unknown) starts their hold-downs now.
+    async fn reachable_again(&mut self, now: i64) {
+        let mut changes = self.book.cluster_reachable();
+        for observation in self.detector.healthy_now(now) {
+            changes.extend(self.book.observe(&observation));
+        }
+        self.emit(changes, None).await;
     }
 
     /// Applies observations to the book and passes on the changes.

@@ -300,7 +300,12 @@ impl Server {
 
     /// Delivers a GitHub push webhook for `after`, signed with `secret`.
     pub async fn push_webhook(&self, after: &str, secret: &str) -> u16 {
-        let body = json!({"ref": "refs/heads/main", "after": after}).to_string();
+        // every real delivery's body is its own (ids, times): a repeated
+        // body is refused as a replay
+        static DELIVERIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let delivery = DELIVERIES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let body =
+            json!({"ref": "refs/heads/main", "after": after, "delivery": delivery}).to_string();
         let signature = hmac_sha256_hex(secret, body.as_bytes());
         self.http
             .post(format!("{}/api/v1/webhooks/git", self.url))
