@@ -336,16 +336,7 @@ async fn hand_made_changes_are_drift_exactly_where_kubectl_diff_sees_them() {
     );
 
     // Metrics: drifted objects per cluster and state, scan duration.
-    let metrics = server
-        .http
-        .get(format!("{}/metrics", server.url))
-        .bearer_auth(&server.token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains(r#"pilothouse_drift_objects{cluster="shop",state="modified"} 3"#)
             && metrics.contains(r#"pilothouse_drift_objects{cluster="shop",state="missing"} 1"#)

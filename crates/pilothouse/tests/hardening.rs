@@ -596,15 +596,7 @@ async fn unauthenticated_requests_cannot_grow_the_metrics() {
             .await
             .unwrap();
     }
-    let text = http
-        .get(format!("{}/metrics", server.url))
-        .bearer_auth(&server.token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics().await;
     let series: Vec<&str> = text
         .lines()
         .filter(|line| line.starts_with("pilothouse_http_requests_total{"))

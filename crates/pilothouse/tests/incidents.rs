@@ -384,16 +384,7 @@ async fn oom_killed_replicas_make_one_incident_with_logs_and_events_on_each_clus
     assert_ne!(rest["incidents"][0]["id"], page["incidents"][0]["id"]);
 
     // Metrics: open incidents by cluster and reason.
-    let metrics = server
-        .http
-        .get(format!("{}/metrics", server.url))
-        .bearer_auth(&server.token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains("pilothouse_incidents_open{cluster=\"inc-a\",reason=\"OOMKilled\"} 1"),
         "{metrics}"

@@ -286,6 +286,19 @@ impl Server {
         body
     }
 
+    /// The Prometheus exposition at `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Configures the webhook secret through the API.
     pub async fn set_webhook_secret(&self, repo: &Repo) {
         let body = json!({
