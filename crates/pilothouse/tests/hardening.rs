@@ -256,6 +256,15 @@ async fn exec_plugins_never_hand_the_services_identity_to_another_server() {
     assert!(!logs.contains(cluster.admin_token()), "a token was logged");
 }
 
+/// `PUT /api/v1/repository` for a repository on `server`, with a token and
+/// the server's CA.
+fn token_for(server: &RecordingServer, token: &str) -> Value {
+    json!({
+        "url": format!("{}/desired.git", server.url()),
+        "credentials": {"kind": "token", "token": token, "ca_certificate": server.ca_pem()},
+    })
+}
+
 /// Items 2, 9, 10 and 11: the repository's Git credentials never follow its
 /// URL to another host, local repositories and plain HTTP are not for API
 /// callers, and a token cannot hide in the URL.
@@ -269,11 +278,7 @@ async fn git_credentials_stay_with_the_host_they_were_given_for() {
         .call(
             "PUT",
             "/api/v1/repository",
-            Some(json!({
-                "url": format!("{}/desired.git", first.url()),
-                "credentials": {"kind": "token", "token": "ghp_TOKEN_FOR_FIRST",
-                                "ca_certificate": first.ca_pem()},
-            })),
+            Some(token_for(&first, "ghp_TOKEN_FOR_FIRST")),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -298,11 +303,7 @@ async fn git_credentials_stay_with_the_host_they_were_given_for() {
         .call(
             "PUT",
             "/api/v1/repository",
-            Some(json!({
-                "url": format!("{}/desired.git", attacker.url()),
-                "credentials": {"kind": "token", "token": "ghp_TOKEN_FOR_SECOND",
-                                "ca_certificate": attacker.ca_pem()},
-            })),
+            Some(token_for(&attacker, "ghp_TOKEN_FOR_SECOND")),
         )
         .await;
     assert_eq!(status, 200, "{body}");
