@@ -6,14 +6,14 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Sqlite};
 
+use crate::decode::{self, SealedRow};
 use crate::store::now_ms;
 use crate::{Cloud, ClusterSync, SealedSecret, Store, StoreError, SyncMode};
 
-/// Columns of `clusters` that make a [`Cluster`], in the order
-/// [`cluster_from_row`] reads them. A macro so queries stay `&'static str`.
+/// Columns of `clusters` that make a [`ClusterRow`] (read by name, in any
+/// order). A macro so queries stay `&'static str`.
 macro_rules! cluster_columns {
     () => {
         "name, cloud, cloud_source, server_url, context, labels, kubernetes_version, \
@@ -289,7 +289,7 @@ impl Store {
              RETURNING ",
             cluster_columns!()
         );
-        let row = sqlx::query(sql)
+        let row = sqlx::query_as::<_, ClusterRow>(sql)
             .bind(&new.name)
             .bind(new.cloud.as_str())
             .bind(new.cloud_source.as_str())
@@ -315,7 +315,7 @@ impl Store {
             .fetch_one(&self.writer)
             .await
             .map_err(|e| StoreError::from_write(e, || format!("cluster `{}`", new.name)))?;
-        cluster_from_row(&row)
+        row.try_into()
     }
 
     /// The cluster of this name, if registered.
@@ -325,11 +325,11 @@ impl Store {
             cluster_columns!(),
             " FROM clusters WHERE name = ?"
         );
-        let row = sqlx::query(sql)
+        let row = sqlx::query_as::<_, ClusterRow>(sql)
             .bind(name)
             .fetch_optional(&self.reader)
             .await?;
-        row.as_ref().map(cluster_from_row).transpose()
+        row.map(Cluster::try_from).transpose()
     }
 
     /// Every registered cluster, in name order (read page by page).
@@ -353,11 +353,14 @@ impl Store {
     pub async fn list_clusters(&self, query: &ClusterQuery) -> Result<ClusterPage, StoreError> {
         let limit = query.limit.clamp(1, ClusterQuery::MAX_LIMIT);
         let mut sql = list_query(query, limit);
-        let rows = sql.build().fetch_all(&self.reader).await?;
+        let rows = sql
+            .build_query_as::<ClusterRow>()
+            .fetch_all(&self.reader)
+            .await?;
 
         let mut items = rows
-            .iter()
-            .map(cluster_from_row)
+            .into_iter()
+            .map(Cluster::try_from)
             .collect::<Result<Vec<_>, _>>()?;
         let next = if items.len() > limit as usize {
             items.truncate(limit as usize);
@@ -394,7 +397,7 @@ impl Store {
              RETURNING ",
             cluster_columns!()
         );
-        let row = sqlx::query(sql)
+        let row = sqlx::query_as::<_, ClusterRow>(sql)
             .bind(update.labels.as_ref().map(labels_json))
             .bind(update.cloud.map(Cloud::as_str))
             .bind(now_ms())
@@ -410,7 +413,7 @@ impl Store {
             )
             .fetch_optional(&self.writer)
             .await?;
-        row.as_ref().map(cluster_from_row).transpose()
+        row.map(Cluster::try_from).transpose()
     }
 
     /// Unregisters a cluster; `false` if there was none of this name.
@@ -428,14 +431,15 @@ impl Store {
         &self,
         name: &str,
     ) -> Result<Option<SealedSecret>, StoreError> {
-        let row = sqlx::query(
-            "SELECT credentials_key_id, credentials_nonce, credentials_ciphertext \
+        let row = sqlx::query_as::<_, SealedRow>(
+            "SELECT credentials_key_id AS key_id, credentials_nonce AS nonce, \
+                 credentials_ciphertext AS ciphertext \
              FROM clusters WHERE name = ?",
         )
         .bind(name)
         .fetch_optional(&self.reader)
         .await?;
-        row.map(|row| sealed_from_row(&row, 0)).transpose()
+        Ok(row.map(SealedSecret::from))
     }
 
     /// Replaces a cluster's sealed kubeconfig (e.g. after key rotation or a
@@ -503,12 +507,12 @@ impl Store {
              WHERE next_check_at IS NULL OR next_check_at <= ? \
              ORDER BY next_check_at, name LIMIT ?"
         );
-        let rows = sqlx::query(sql)
+        let rows = sqlx::query_as::<_, ClusterRow>(sql)
             .bind(now_ms)
             .bind(i64::from(limit))
             .fetch_all(&self.reader)
             .await?;
-        rows.iter().map(cluster_from_row).collect()
+        rows.into_iter().map(Cluster::try_from).collect()
     }
 
     /// The number of clusters in each [`Reachability`], every value present
@@ -516,15 +520,23 @@ impl Store {
     pub async fn count_clusters_by_reachability(
         &self,
     ) -> Result<Vec<(Reachability, u64)>, StoreError> {
-        let rows = sqlx::query("SELECT reachability, COUNT(*) FROM clusters GROUP BY reachability")
-            .fetch_all(&self.reader)
-            .await?;
+        #[derive(sqlx::FromRow)]
+        struct CountRow {
+            reachability: String,
+            clusters: i64,
+        }
+        let rows = sqlx::query_as::<_, CountRow>(
+            "SELECT reachability, COUNT(*) AS clusters FROM clusters GROUP BY reachability",
+        )
+        .fetch_all(&self.reader)
+        .await?;
         let mut counts = Reachability::ALL.map(|r| (r, 0u64));
         for row in rows {
-            let reachability = parse::<Reachability>(&row, 0, "clusters.reachability")?;
-            let count: i64 = row.try_get(1)?;
+            let reachability: Reachability =
+                decode::text(&row.reachability, "clusters.reachability")?;
+            let count = decode::number(row.clusters, "COUNT(clusters)")?;
             if let Some(slot) = counts.iter_mut().find(|(r, _)| *r == reachability) {
-                slot.1 = count.try_into().unwrap_or(0);
+                slot.1 = count;
             }
         }
         Ok(counts.to_vec())
@@ -576,76 +588,76 @@ fn labels_json(labels: &BTreeMap<String, String>) -> String {
     serde_json::to_string(labels).expect("a map of strings always serialises")
 }
 
-fn cluster_from_row(row: &SqliteRow) -> Result<Cluster, StoreError> {
-    let labels: String = row.try_get(5)?;
-    let labels = serde_json::from_str(&labels).map_err(|e| StoreError::InvalidRow {
-        column: "clusters.labels",
-        reason: e.to_string(),
-    })?;
-    let failures: i64 = row.try_get(11)?;
-    Ok(Cluster {
-        name: row.try_get(0)?,
-        cloud: parse(row, 1, "clusters.cloud")?,
-        cloud_source: parse(row, 2, "clusters.cloud_source")?,
-        server_url: row.try_get(3)?,
-        context: row.try_get(4)?,
-        labels,
-        kubernetes_version: row.try_get(6)?,
-        reachability: parse(row, 7, "clusters.reachability")?,
-        last_error: row.try_get(8)?,
-        last_check_at: row.try_get(9)?,
-        next_check_at: row.try_get(10)?,
-        consecutive_failures: failures.try_into().map_err(|_| StoreError::InvalidRow {
-            column: "clusters.consecutive_failures",
-            reason: format!("{failures} is out of range"),
-        })?,
-        created_at: row.try_get(12)?,
-        updated_at: row.try_get(13)?,
-        sync: ClusterSync {
-            mode: parse(row, 14, "clusters.sync_mode")?,
-            status: parse(row, 15, "clusters.sync_status")?,
-            revision: row.try_get(16)?,
-            last_sync_id: row.try_get(17)?,
-            last_sync_at: row.try_get(18)?,
-            error: row.try_get(19)?,
-            failures: row.try_get::<i64, _>(20)?.try_into().unwrap_or(u32::MAX),
-            next_sync_at: row.try_get(21)?,
-            health: parse(row, 22, "clusters.health")?,
-            health_checked_at: row.try_get(23)?,
-            last_revision: row.try_get(24)?,
-        },
-        incident_settings: {
-            let text: Option<String> = row.try_get(25)?;
-            text.map(|text| {
-                serde_json::from_str(&text).map_err(|e| StoreError::InvalidRow {
-                    column: "clusters.incident_settings",
-                    reason: e.to_string(),
-                })
-            })
-            .transpose()?
-        },
-    })
+/// A row of `clusters` as [`cluster_columns!`] selects it.
+#[derive(sqlx::FromRow)]
+struct ClusterRow {
+    name: String,
+    cloud: String,
+    cloud_source: String,
+    server_url: String,
+    context: String,
+    labels: String,
+    kubernetes_version: Option<String>,
+    reachability: String,
+    last_error: Option<String>,
+    last_check_at: Option<i64>,
+    next_check_at: Option<i64>,
+    consecutive_failures: i64,
+    created_at: i64,
+    updated_at: i64,
+    sync_mode: String,
+    sync_status: String,
+    synced_revision: Option<String>,
+    last_sync_id: Option<i64>,
+    last_sync_at: Option<i64>,
+    sync_error: Option<String>,
+    sync_failures: i64,
+    next_sync_at: Option<i64>,
+    health: String,
+    health_checked_at: Option<i64>,
+    last_sync_revision: Option<String>,
+    incident_settings: Option<String>,
 }
 
-/// A sealed secret stored in three columns from `start`: key id, nonce,
-/// ciphertext.
-pub(crate) fn sealed_from_row(row: &SqliteRow, start: usize) -> Result<SealedSecret, StoreError> {
-    Ok(SealedSecret {
-        key_id: row.try_get(start)?,
-        nonce: row.try_get(start + 1)?,
-        ciphertext: row.try_get(start + 2)?,
-    })
-}
+impl TryFrom<ClusterRow> for Cluster {
+    type Error = StoreError;
 
-/// Reads a TEXT column into an enum through its `FromStr`.
-pub(crate) fn parse<T>(row: &SqliteRow, index: usize, column: &'static str) -> Result<T, StoreError>
-where
-    T: FromStr,
-    T::Err: fmt::Display,
-{
-    let text: String = row.try_get(index)?;
-    text.parse().map_err(|e: T::Err| StoreError::InvalidRow {
-        column,
-        reason: e.to_string(),
-    })
+    fn try_from(row: ClusterRow) -> Result<Cluster, StoreError> {
+        Ok(Cluster {
+            name: row.name,
+            cloud: decode::text(&row.cloud, "clusters.cloud")?,
+            cloud_source: decode::text(&row.cloud_source, "clusters.cloud_source")?,
+            server_url: row.server_url,
+            context: row.context,
+            labels: decode::json(&row.labels, "clusters.labels")?,
+            kubernetes_version: row.kubernetes_version,
+            reachability: decode::text(&row.reachability, "clusters.reachability")?,
+            last_error: row.last_error,
+            last_check_at: row.last_check_at,
+            next_check_at: row.next_check_at,
+            consecutive_failures: decode::number(
+                row.consecutive_failures,
+                "clusters.consecutive_failures",
+            )?,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            sync: ClusterSync {
+                mode: decode::text(&row.sync_mode, "clusters.sync_mode")?,
+                status: decode::text(&row.sync_status, "clusters.sync_status")?,
+                revision: row.synced_revision,
+                last_sync_id: row.last_sync_id,
+                last_sync_at: row.last_sync_at,
+                error: row.sync_error,
+                failures: decode::number(row.sync_failures, "clusters.sync_failures")?,
+                next_sync_at: row.next_sync_at,
+                health: decode::text(&row.health, "clusters.health")?,
+                health_checked_at: row.health_checked_at,
+                last_revision: row.last_sync_revision,
+            },
+            incident_settings: decode::optional_json(
+                row.incident_settings.as_deref(),
+                "clusters.incident_settings",
+            )?,
+        })
+    }
 }

@@ -6,13 +6,11 @@ use std::collections::{BTreeMap, HashSet};
 
 use ring::digest::{SHA256, digest};
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 
-use crate::clusters::parse;
 use crate::crypto::hex;
+use crate::decode;
 use crate::store::now_ms;
-use crate::syncs::non_empty;
 use crate::text_enum::text_enum;
 use crate::{Store, StoreError};
 
@@ -212,11 +210,11 @@ pub struct IgnoreRuleRecord {
     pub managed_by: Option<String>,
 }
 
-/// Columns of a [`DriftReport`] (`r`) with its cluster (`c`), read by
-/// [`report_from_row`]. A macro so queries stay `&'static str`.
+/// Columns of a [`ReportRow`] (`r`: the report, `c`: its cluster). A macro
+/// so queries stay `&'static str`.
 macro_rules! report_select {
     () => {
-        "SELECT r.id, c.name, r.trigger, r.status, r.revision, r.error, r.in_sync, r.modified, \
+        "SELECT r.id, c.name AS cluster, r.trigger, r.status, r.revision, r.error, r.in_sync, r.modified, \
              r.missing, r.extra, r.unknown, r.started_at, r.finished_at, r.last_seen_at, r.scans \
          FROM drift_reports r JOIN clusters c ON c.id = r.cluster_id"
     };
@@ -246,14 +244,22 @@ impl Store {
                 what: format!("cluster `{cluster}`"),
             });
         };
-        let latest: Option<(i64, String)> = sqlx::query_as(
+        #[derive(sqlx::FromRow)]
+        struct LatestRow {
+            id: i64,
+            fingerprint: String,
+        }
+        let latest = sqlx::query_as::<_, LatestRow>(
             "SELECT id, fingerprint FROM drift_reports WHERE cluster_id = ? ORDER BY id DESC LIMIT 1",
         )
         .bind(cluster_id)
         .fetch_optional(&mut *tx)
         .await?;
         let (id, new) = match latest {
-            Some((id, previous)) if previous == fingerprint => {
+            Some(LatestRow {
+                id,
+                fingerprint: previous,
+            }) if previous == fingerprint => {
                 sqlx::query(
                     "UPDATE drift_reports SET last_seen_at = ?, scans = scans + 1, \
                          last_duration_ms = ? WHERE id = ?",
@@ -309,7 +315,7 @@ impl Store {
         id: i64,
     ) -> Result<Option<DriftReport>, StoreError> {
         let sql = concat!(report_select!(), " WHERE c.name = ? AND r.id = ?");
-        let Some(row) = sqlx::query(sql)
+        let Some(row) = sqlx::query_as::<_, ReportRow>(sql)
             .bind(cluster)
             .bind(id)
             .fetch_optional(&self.reader)
@@ -317,38 +323,22 @@ impl Store {
         else {
             return Ok(None);
         };
-        let mut report = report_from_row(&row)?;
-        let rows = sqlx::query(
+        let mut report = DriftReport::try_from(row)?;
+        let rows = sqlx::query_as::<_, DriftObjectRow>(
             "SELECT o.api_version, o.kind, o.namespace, o.name, o.state, o.diffs, o.message, o.unified, \
                  (SELECT e.started_at FROM drift_episodes e JOIN drift_reports r ON r.id = o.report_id \
                   WHERE e.cluster_id = r.cluster_id AND e.kind = o.kind AND e.namespace = o.namespace \
                     AND e.name = o.name AND e.api_version = o.api_version AND e.state = o.state \
                     AND e.started_at <= r.last_seen_at \
-                  ORDER BY e.id DESC LIMIT 1) \
+                  ORDER BY e.id DESC LIMIT 1) AS since \
              FROM drift_objects o WHERE o.report_id = ? ORDER BY o.position",
         )
         .bind(id)
         .fetch_all(&self.reader)
         .await?;
         report.objects = rows
-            .iter()
-            .map(|row| {
-                let diffs: String = row.try_get(5)?;
-                Ok(DriftObjectRecord {
-                    api_version: row.try_get(0)?,
-                    kind: row.try_get(1)?,
-                    namespace: non_empty(row.try_get(2)?),
-                    name: row.try_get(3)?,
-                    state: parse(row, 4, "drift_objects.state")?,
-                    diffs: serde_json::from_str(&diffs).map_err(|e| StoreError::InvalidRow {
-                        column: "drift_objects.diffs",
-                        reason: e.to_string(),
-                    })?,
-                    message: row.try_get(6)?,
-                    unified: row.try_get(7)?,
-                    since: row.try_get(8)?,
-                })
-            })
+            .into_iter()
+            .map(DriftObjectRecord::try_from)
             .collect::<Result<_, StoreError>>()?;
         Ok(Some(report))
     }
@@ -364,14 +354,14 @@ impl Store {
             report_select!(),
             " WHERE c.name = ? AND (? IS NULL OR r.id < ?) ORDER BY r.id DESC LIMIT ?"
         );
-        let rows = sqlx::query(sql)
+        let rows = sqlx::query_as::<_, ReportRow>(sql)
             .bind(cluster)
             .bind(before)
             .bind(before)
             .bind(i64::from(limit.clamp(1, 500)))
             .fetch_all(&self.reader)
             .await?;
-        rows.iter().map(report_from_row).collect()
+        rows.into_iter().map(DriftReport::try_from).collect()
     }
 
     /// When objects of `cluster` drifted and recovered, newest first.
@@ -380,7 +370,7 @@ impl Store {
         cluster: &str,
         limit: u32,
     ) -> Result<Vec<DriftEpisode>, StoreError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, EpisodeRow>(
             "SELECT e.api_version, e.kind, e.namespace, e.name, e.state, e.started_at, e.ended_at \
              FROM drift_episodes e JOIN clusters c ON c.id = e.cluster_id \
              WHERE c.name = ? ORDER BY e.id DESC LIMIT ?",
@@ -389,29 +379,20 @@ impl Store {
         .bind(i64::from(limit.clamp(1, 500)))
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(DriftEpisode {
-                    api_version: row.try_get(0)?,
-                    kind: row.try_get(1)?,
-                    namespace: non_empty(row.try_get(2)?),
-                    name: row.try_get(3)?,
-                    state: parse(row, 4, "drift_episodes.state")?,
-                    started_at: row.try_get(5)?,
-                    ended_at: row.try_get(6)?,
-                })
-            })
-            .collect()
+        rows.into_iter().map(DriftEpisode::try_from).collect()
     }
 
     /// Every cluster's latest scan result and oldest unresolved drift, by name.
     pub async fn drift_summary(&self) -> Result<Vec<ClusterDrift>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT c.name, r.status, r.in_sync, r.modified, r.missing, r.extra, r.unknown, \
-                 r.last_seen_at, \
+        // Counts are 0 for a cluster never scanned (no report to join).
+        let rows = sqlx::query_as::<_, SummaryRow>(
+            "SELECT c.name AS cluster, r.status, COALESCE(r.in_sync, 0) AS in_sync, \
+                 COALESCE(r.modified, 0) AS modified, COALESCE(r.missing, 0) AS missing, \
+                 COALESCE(r.extra, 0) AS extra, COALESCE(r.unknown, 0) AS unknown, \
+                 r.last_seen_at AS last_scan_at, \
                  (SELECT MIN(e.started_at) FROM drift_episodes e \
-                  WHERE e.cluster_id = c.id AND e.ended_at IS NULL), \
-                 r.last_duration_ms \
+                  WHERE e.cluster_id = c.id AND e.ended_at IS NULL) AS oldest_drift_since, \
+                 r.last_duration_ms AS last_scan_duration_ms \
              FROM clusters c \
              LEFT JOIN drift_reports r ON r.id = \
                  (SELECT MAX(id) FROM drift_reports WHERE cluster_id = c.id) \
@@ -419,26 +400,7 @@ impl Store {
         )
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let status: Option<String> = row.try_get(1)?;
-                Ok(ClusterDrift {
-                    cluster: row.try_get(0)?,
-                    status: status
-                        .map(|s| {
-                            s.parse().map_err(|reason| StoreError::InvalidRow {
-                                column: "drift_reports.status",
-                                reason,
-                            })
-                        })
-                        .transpose()?,
-                    counts: counts_from_row(row, 2)?,
-                    last_scan_at: row.try_get(7)?,
-                    oldest_drift_since: row.try_get(8)?,
-                    last_scan_duration_ms: row.try_get(9)?,
-                })
-            })
-            .collect()
+        rows.into_iter().map(ClusterDrift::try_from).collect()
     }
 
     /// Adds an ignore rule; `rule.cluster` must name a registered cluster
@@ -482,28 +444,16 @@ impl Store {
         &self,
         cluster: Option<&str>,
     ) -> Result<Vec<IgnoreRuleRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT r.id, c.name, r.api_group, r.kind, r.namespace, r.name, r.pointer, r.managed_by \
+        let rows = sqlx::query_as::<_, IgnoreRuleRow>(
+            "SELECT r.id, c.name AS cluster, r.api_group, r.kind, r.namespace, r.name, r.pointer, \
+                 r.managed_by \
              FROM drift_ignore_rules r LEFT JOIN clusters c ON c.id = r.cluster_id \
              WHERE ?1 IS NULL OR r.cluster_id IS NULL OR c.name = ?1 ORDER BY r.id",
         )
         .bind(cluster)
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(IgnoreRuleRecord {
-                    id: row.try_get(0)?,
-                    cluster: row.try_get(1)?,
-                    api_group: row.try_get(2)?,
-                    kind: row.try_get(3)?,
-                    namespace: row.try_get(4)?,
-                    name: row.try_get(5)?,
-                    pointer: row.try_get(6)?,
-                    managed_by: row.try_get(7)?,
-                })
-            })
-            .collect()
+        Ok(rows.into_iter().map(IgnoreRuleRecord::from).collect())
     }
 
     /// Deletes an ignore rule; `false` if there was none with this id.
@@ -577,7 +527,17 @@ async fn update_episodes(
     objects: &[DriftObjectRecord],
     now: i64,
 ) -> Result<(), StoreError> {
-    let open: Vec<(i64, String, String, String, String, String)> = sqlx::query_as(
+    /// An open episode, by the object's key as stored (`''`: no namespace).
+    #[derive(sqlx::FromRow)]
+    struct OpenEpisodeRow {
+        id: i64,
+        api_version: String,
+        kind: String,
+        namespace: String,
+        name: String,
+        state: String,
+    }
+    let open = sqlx::query_as::<_, OpenEpisodeRow>(
         "SELECT id, api_version, kind, namespace, name, state FROM drift_episodes \
          WHERE cluster_id = ? AND ended_at IS NULL",
     )
@@ -600,19 +560,19 @@ async fn update_episodes(
         })
         .collect();
     let mut still_open = HashSet::new();
-    for (id, api_version, kind, namespace, name, state) in &open {
+    for episode in &open {
         let key = (
-            api_version.as_str(),
-            kind.as_str(),
-            namespace.as_str(),
-            name.as_str(),
+            episode.api_version.as_str(),
+            episode.kind.as_str(),
+            episode.namespace.as_str(),
+            episode.name.as_str(),
         );
-        if drifted.get(&key) == Some(&state.as_str()) {
+        if drifted.get(&key) == Some(&episode.state.as_str()) {
             still_open.insert(key);
         } else {
             sqlx::query("UPDATE drift_episodes SET ended_at = ? WHERE id = ?")
                 .bind(now)
-                .bind(id)
+                .bind(episode.id)
                 .execute(&mut **tx)
                 .await?;
         }
@@ -653,36 +613,179 @@ fn fingerprint(report: &NewDriftReport) -> String {
     hex(digest(&SHA256, canonical.to_string().as_bytes()).as_ref())
 }
 
-fn report_from_row(row: &SqliteRow) -> Result<DriftReport, StoreError> {
-    let scans: i64 = row.try_get(14)?;
-    Ok(DriftReport {
-        id: row.try_get(0)?,
-        cluster: row.try_get(1)?,
-        trigger: parse(row, 2, "drift_reports.trigger")?,
-        status: parse(row, 3, "drift_reports.status")?,
-        revision: row.try_get(4)?,
-        error: row.try_get(5)?,
-        counts: counts_from_row(row, 6)?,
-        started_at: row.try_get(11)?,
-        finished_at: row.try_get(12)?,
-        last_seen_at: row.try_get(13)?,
-        scans: u32::try_from(scans).unwrap_or(u32::MAX),
-        objects: Vec::new(),
-    })
+/// Five count columns: in sync, modified, missing, extra, unknown.
+#[derive(sqlx::FromRow)]
+struct CountsRow {
+    in_sync: i64,
+    modified: i64,
+    missing: i64,
+    extra: i64,
+    unknown: i64,
 }
 
-/// Five count columns from `start`: in sync, modified, missing, extra,
-/// unknown (NULL counts as 0).
-fn counts_from_row(row: &SqliteRow, start: usize) -> Result<DriftCounts, StoreError> {
-    let count = |i: usize| -> Result<u32, StoreError> {
-        let n: Option<i64> = row.try_get(start + i)?;
-        Ok(u32::try_from(n.unwrap_or(0)).unwrap_or(u32::MAX))
-    };
-    Ok(DriftCounts {
-        in_sync: count(0)?,
-        modified: count(1)?,
-        missing: count(2)?,
-        extra: count(3)?,
-        unknown: count(4)?,
-    })
+impl TryFrom<CountsRow> for DriftCounts {
+    type Error = StoreError;
+
+    fn try_from(row: CountsRow) -> Result<DriftCounts, StoreError> {
+        Ok(DriftCounts {
+            in_sync: decode::number(row.in_sync, "drift_reports.in_sync")?,
+            modified: decode::number(row.modified, "drift_reports.modified")?,
+            missing: decode::number(row.missing, "drift_reports.missing")?,
+            extra: decode::number(row.extra, "drift_reports.extra")?,
+            unknown: decode::number(row.unknown, "drift_reports.unknown")?,
+        })
+    }
+}
+
+/// A row of `drift_reports` as [`report_select!`] selects it.
+#[derive(sqlx::FromRow)]
+struct ReportRow {
+    id: i64,
+    cluster: String,
+    trigger: String,
+    status: String,
+    revision: Option<String>,
+    error: Option<String>,
+    #[sqlx(flatten)]
+    counts: CountsRow,
+    started_at: i64,
+    finished_at: i64,
+    last_seen_at: i64,
+    scans: i64,
+}
+
+impl TryFrom<ReportRow> for DriftReport {
+    type Error = StoreError;
+
+    fn try_from(row: ReportRow) -> Result<DriftReport, StoreError> {
+        Ok(DriftReport {
+            id: row.id,
+            cluster: row.cluster,
+            trigger: decode::text(&row.trigger, "drift_reports.trigger")?,
+            status: decode::text(&row.status, "drift_reports.status")?,
+            revision: row.revision,
+            error: row.error,
+            counts: row.counts.try_into()?,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            last_seen_at: row.last_seen_at,
+            scans: decode::number(row.scans, "drift_reports.scans")?,
+            objects: Vec::new(),
+        })
+    }
+}
+
+/// A row of `drift_objects`, with since when its drift has lasted.
+#[derive(sqlx::FromRow)]
+struct DriftObjectRow {
+    api_version: String,
+    kind: String,
+    namespace: String,
+    name: String,
+    state: String,
+    diffs: String,
+    message: Option<String>,
+    unified: String,
+    since: Option<i64>,
+}
+
+impl TryFrom<DriftObjectRow> for DriftObjectRecord {
+    type Error = StoreError;
+
+    fn try_from(row: DriftObjectRow) -> Result<DriftObjectRecord, StoreError> {
+        Ok(DriftObjectRecord {
+            api_version: row.api_version,
+            kind: row.kind,
+            namespace: decode::namespace(row.namespace),
+            name: row.name,
+            state: decode::text(&row.state, "drift_objects.state")?,
+            diffs: decode::json(&row.diffs, "drift_objects.diffs")?,
+            message: row.message,
+            unified: row.unified,
+            since: row.since,
+        })
+    }
+}
+
+/// A row of `drift_episodes`.
+#[derive(sqlx::FromRow)]
+struct EpisodeRow {
+    api_version: String,
+    kind: String,
+    namespace: String,
+    name: String,
+    state: String,
+    started_at: i64,
+    ended_at: Option<i64>,
+}
+
+impl TryFrom<EpisodeRow> for DriftEpisode {
+    type Error = StoreError;
+
+    fn try_from(row: EpisodeRow) -> Result<DriftEpisode, StoreError> {
+        Ok(DriftEpisode {
+            api_version: row.api_version,
+            kind: row.kind,
+            namespace: decode::namespace(row.namespace),
+            name: row.name,
+            state: decode::text(&row.state, "drift_episodes.state")?,
+            started_at: row.started_at,
+            ended_at: row.ended_at,
+        })
+    }
+}
+
+/// A cluster's line of [`Store::drift_summary`].
+#[derive(sqlx::FromRow)]
+struct SummaryRow {
+    cluster: String,
+    status: Option<String>,
+    #[sqlx(flatten)]
+    counts: CountsRow,
+    last_scan_at: Option<i64>,
+    oldest_drift_since: Option<i64>,
+    last_scan_duration_ms: Option<i64>,
+}
+
+impl TryFrom<SummaryRow> for ClusterDrift {
+    type Error = StoreError;
+
+    fn try_from(row: SummaryRow) -> Result<ClusterDrift, StoreError> {
+        Ok(ClusterDrift {
+            cluster: row.cluster,
+            status: decode::optional_text(row.status.as_deref(), "drift_reports.status")?,
+            counts: row.counts.try_into()?,
+            last_scan_at: row.last_scan_at,
+            oldest_drift_since: row.oldest_drift_since,
+            last_scan_duration_ms: row.last_scan_duration_ms,
+        })
+    }
+}
+
+/// A row of `drift_ignore_rules` with its cluster's name.
+#[derive(sqlx::FromRow)]
+struct IgnoreRuleRow {
+    id: i64,
+    cluster: Option<String>,
+    api_group: String,
+    kind: String,
+    namespace: Option<String>,
+    name: String,
+    pointer: Option<String>,
+    managed_by: Option<String>,
+}
+
+impl From<IgnoreRuleRow> for IgnoreRuleRecord {
+    fn from(row: IgnoreRuleRow) -> IgnoreRuleRecord {
+        IgnoreRuleRecord {
+            id: row.id,
+            cluster: row.cluster,
+            api_group: row.api_group,
+            kind: row.kind,
+            namespace: row.namespace,
+            name: row.name,
+            pointer: row.pointer,
+            managed_by: row.managed_by,
+        }
+    }
 }

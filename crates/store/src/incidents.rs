@@ -4,12 +4,10 @@
 
 use std::collections::BTreeSet;
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Sqlite};
 
-use crate::clusters::parse;
+use crate::decode;
 use crate::store::now_ms;
-use crate::syncs::non_empty;
 use crate::text_enum::text_enum;
 use crate::{Store, StoreError};
 
@@ -126,11 +124,12 @@ pub struct IncidentQuery {
     pub limit: u32,
 }
 
-/// Columns of an [`IncidentRecord`] without logs and events, read by
-/// [`incident_from_row`]. A macro so queries stay `&'static str`.
+/// Columns of an [`IncidentRow`] (`i`: the incident, `c`: its cluster):
+/// everything but the captured logs and events. A macro so queries stay
+/// `&'static str`.
 macro_rules! incident_columns {
     () => {
-        "i.id, c.name, i.namespace, i.workload_kind, i.workload_name, i.container, i.reason, \
+        "i.id, c.name AS cluster, i.namespace, i.workload_kind, i.workload_name, i.container, i.reason, \
          i.severity, i.status, i.count, i.reopen_count, i.first_seen_at, i.last_seen_at, \
          i.resolved_at, i.last_exit_code, i.message, i.image, i.revision, i.pods, i.nodes, \
          i.acked_at, i.acked_by, i.silenced_by"
@@ -225,25 +224,11 @@ impl Store {
             incident_columns!(),
             ", i.logs, i.events FROM incidents i JOIN clusters c ON c.id = i.cluster_id WHERE i.id = ?"
         );
-        let Some(row) = sqlx::query(sql)
+        let row = sqlx::query_as::<_, CapturedIncidentRow>(sql)
             .bind(id)
             .fetch_optional(&self.reader)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let mut incident = incident_from_row(&row)?;
-        incident.logs = row.try_get(23)?;
-        let events: Option<String> = row.try_get(24)?;
-        incident.events = events
-            .map(|text| {
-                serde_json::from_str(&text).map_err(|e| StoreError::InvalidRow {
-                    column: "incidents.events",
-                    reason: e.to_string(),
-                })
-            })
-            .transpose()?;
-        Ok(Some(incident))
+            .await?;
+        row.map(IncidentRecord::try_from).transpose()
     }
 
     /// A page of incidents matching `query`, latest occurrence first.
@@ -288,8 +273,11 @@ impl Store {
         }
         sql.push(" ORDER BY i.last_seen_at DESC, i.id DESC LIMIT ")
             .push_bind(i64::from(query.limit.clamp(1, 500)));
-        let rows = sql.build().fetch_all(&self.reader).await?;
-        rows.iter().map(incident_from_row).collect()
+        let rows = sql
+            .build_query_as::<IncidentRow>()
+            .fetch_all(&self.reader)
+            .await?;
+        rows.into_iter().map(IncidentRecord::try_from).collect()
     }
 
     /// Acknowledges an incident; `false` if there is none with this id.
@@ -347,9 +335,12 @@ impl Store {
                 list.push_bind(*id);
             }
             sql.push(") ORDER BY i.id");
-            let rows = sql.build().fetch_all(&self.reader).await?;
-            for row in &rows {
-                incidents.push(incident_from_row(row)?);
+            let rows = sql
+                .build_query_as::<IncidentRow>()
+                .fetch_all(&self.reader)
+                .await?;
+            for row in rows {
+                incidents.push(row.try_into()?);
             }
         }
         Ok(incidents)
@@ -382,65 +373,122 @@ impl Store {
             .push_bind(after.unwrap_or(i64::MIN))
             .push(" ORDER BY i.id LIMIT ")
             .push_bind(i64::from(limit.max(1)));
-        let rows = sql.build().fetch_all(&self.reader).await?;
-        rows.iter().map(incident_from_row).collect()
+        let rows = sql
+            .build_query_as::<IncidentRow>()
+            .fetch_all(&self.reader)
+            .await?;
+        rows.into_iter().map(IncidentRecord::try_from).collect()
     }
 
     /// Open incidents per cluster and reason (for metrics), by cluster.
     pub async fn count_open_incidents(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT c.name, i.reason, COUNT(*) FROM incidents i JOIN clusters c ON c.id = i.cluster_id \
+        #[derive(sqlx::FromRow)]
+        struct CountRow {
+            cluster: String,
+            reason: String,
+            incidents: i64,
+        }
+        let rows = sqlx::query_as::<_, CountRow>(
+            "SELECT c.name AS cluster, i.reason, COUNT(*) AS incidents \
+             FROM incidents i JOIN clusters c ON c.id = i.cluster_id \
              WHERE i.status = 'open' GROUP BY c.name, i.reason ORDER BY c.name, i.reason",
         )
         .fetch_all(&self.reader)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(cluster, reason, n)| (cluster, reason, u64::try_from(n).unwrap_or(0)))
-            .collect())
+        rows.into_iter()
+            .map(|row| {
+                let count = decode::number(row.incidents, "COUNT(incidents)")?;
+                Ok((row.cluster, row.reason, count))
+            })
+            .collect()
     }
 }
 
-fn incident_from_row(row: &SqliteRow) -> Result<IncidentRecord, StoreError> {
-    let names = |index: usize, column: &'static str| -> Result<BTreeSet<String>, StoreError> {
-        let text: String = row.try_get(index)?;
-        serde_json::from_str(&text).map_err(|e| StoreError::InvalidRow {
-            column,
-            reason: e.to_string(),
+/// A row of `incidents` as [`incident_columns!`] selects it.
+#[derive(sqlx::FromRow)]
+struct IncidentRow {
+    id: i64,
+    cluster: String,
+    namespace: String,
+    workload_kind: String,
+    workload_name: String,
+    container: String,
+    reason: String,
+    severity: String,
+    status: String,
+    count: i64,
+    reopen_count: i64,
+    first_seen_at: i64,
+    last_seen_at: i64,
+    resolved_at: Option<i64>,
+    last_exit_code: Option<i32>,
+    message: Option<String>,
+    image: Option<String>,
+    revision: Option<String>,
+    pods: String,
+    nodes: String,
+    acked_at: Option<i64>,
+    acked_by: Option<String>,
+    silenced_by: Option<i64>,
+}
+
+impl TryFrom<IncidentRow> for IncidentRecord {
+    type Error = StoreError;
+
+    fn try_from(row: IncidentRow) -> Result<IncidentRecord, StoreError> {
+        Ok(IncidentRecord {
+            id: row.id,
+            incident: IncidentWrite {
+                cluster: row.cluster,
+                namespace: decode::namespace(row.namespace),
+                workload_kind: row.workload_kind,
+                workload_name: row.workload_name,
+                // '' when the incident is not about one container.
+                container: (!row.container.is_empty()).then_some(row.container),
+                reason: row.reason,
+                severity: decode::text(&row.severity, "incidents.severity")?,
+                status: decode::text(&row.status, "incidents.status")?,
+                count: decode::number(row.count, "incidents.count")?,
+                reopen_count: decode::number(row.reopen_count, "incidents.reopen_count")?,
+                first_seen_at: row.first_seen_at,
+                last_seen_at: row.last_seen_at,
+                resolved_at: row.resolved_at,
+                last_exit_code: row.last_exit_code,
+                message: row.message,
+                image: row.image,
+                revision: row.revision,
+                pods: decode::json(&row.pods, "incidents.pods")?,
+                nodes: decode::json(&row.nodes, "incidents.nodes")?,
+            },
+            acked_at: row.acked_at,
+            acked_by: row.acked_by,
+            silenced_by: row.silenced_by,
+            logs: None,
+            events: None,
         })
-    };
-    let count: i64 = row.try_get(9)?;
-    let reopen_count: i64 = row.try_get(10)?;
-    let container: String = row.try_get(5)?;
-    Ok(IncidentRecord {
-        id: row.try_get(0)?,
-        incident: IncidentWrite {
-            cluster: row.try_get(1)?,
-            namespace: non_empty(row.try_get(2)?),
-            workload_kind: row.try_get(3)?,
-            workload_name: row.try_get(4)?,
-            container: (!container.is_empty()).then_some(container),
-            reason: row.try_get(6)?,
-            severity: parse(row, 7, "incidents.severity")?,
-            status: parse(row, 8, "incidents.status")?,
-            count: u64::try_from(count).unwrap_or(0),
-            reopen_count: u32::try_from(reopen_count).unwrap_or(u32::MAX),
-            first_seen_at: row.try_get(11)?,
-            last_seen_at: row.try_get(12)?,
-            resolved_at: row.try_get(13)?,
-            last_exit_code: row.try_get(14)?,
-            message: row.try_get(15)?,
-            image: row.try_get(16)?,
-            revision: row.try_get(17)?,
-            pods: names(18, "incidents.pods")?,
-            nodes: names(19, "incidents.nodes")?,
-        },
-        acked_at: row.try_get(20)?,
-        acked_by: row.try_get(21)?,
-        silenced_by: row.try_get(22)?,
-        logs: None,
-        events: None,
-    })
+    }
+}
+
+/// An incident with what was captured at its first occurrence
+/// ([`Store::get_incident`]).
+#[derive(sqlx::FromRow)]
+struct CapturedIncidentRow {
+    #[sqlx(flatten)]
+    incident: IncidentRow,
+    logs: Option<String>,
+    events: Option<String>,
+}
+
+impl TryFrom<CapturedIncidentRow> for IncidentRecord {
+    type Error = StoreError;
+
+    fn try_from(row: CapturedIncidentRow) -> Result<IncidentRecord, StoreError> {
+        Ok(IncidentRecord {
+            logs: row.logs,
+            events: decode::optional_json(row.events.as_deref(), "incidents.events")?,
+            ..row.incident.try_into()?
+        })
+    }
 }
 
 /// Marks incidents as muted by a silence (or not) within a transaction;

@@ -34,6 +34,7 @@
 mod cloud;
 mod clusters;
 mod crypto;
+mod decode;
 mod drift;
 mod error;
 mod incidents;

@@ -9,14 +9,12 @@
 
 use std::fmt;
 
-use serde::de::DeserializeOwned;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use sqlx::SqliteConnection;
 
-use crate::clusters::{parse, sealed_from_row};
+use crate::decode::{self, SealedRow};
 use crate::store::now_ms;
 use crate::text_enum::text_enum;
-use crate::{MasterKey, Store, StoreError};
+use crate::{MasterKey, SealedSecret, Store, StoreError};
 
 text_enum! {
     /// How a receiver is reached.
@@ -229,36 +227,33 @@ pub struct OutboxRecord {
     pub last_error: Option<String>,
 }
 
-/// Columns of a [`ReceiverRecord`], read by [`receiver_from_row`]. A macro
-/// so queries stay `&'static str`.
+/// Columns of a [`ReceiverRow`]. A macro so queries stay `&'static str`.
 macro_rules! receiver_columns {
     () => {
         "id, name, kind, summary, created_at, updated_at"
     };
 }
 
-/// Columns of a [`RouteRecord`] (routes `t` joined with receivers `r`),
-/// read by [`route_from_row`].
+/// Columns of a [`RouteRow`] (routes `t` joined with receivers `r`).
 macro_rules! route_columns {
     () => {
-        "t.id, t.position, t.receiver_id, r.name, t.matchers, t.group_by, t.group_wait_ms, \
+        "t.id, t.position, t.receiver_id, r.name AS receiver, t.matchers, t.group_by, t.group_wait_ms, \
          t.group_interval_ms, t.repeat_interval_ms, t.send_resolved, t.continue_matching, \
          t.created_at, t.updated_at"
     };
 }
 
-/// Columns of a [`SilenceRecord`], read by [`silence_from_row`].
+/// Columns of a [`SilenceRow`].
 macro_rules! silence_columns {
     () => {
         "id, matchers, starts_at, ends_at, author, comment, created_at, expired_at"
     };
 }
 
-/// Columns of an [`OutboxRecord`] (outbox `o` joined with receivers `r`),
-/// read by [`outbox_from_row`].
+/// Columns of an [`OutboxRow`] (outbox `o` joined with receivers `r`).
 macro_rules! outbox_columns {
     () => {
-        "o.id, o.receiver_id, r.name, r.kind, o.route_id, o.group_key, o.payload, o.created_at, \
+        "o.id, o.receiver_id, r.name AS receiver, r.kind AS receiver_kind, o.route_id, o.group_key, o.payload, o.created_at, \
          o.attempts, o.next_attempt_at, o.delivered_at, o.failed_at, o.last_error"
     };
 }
@@ -330,7 +325,7 @@ impl Store {
              VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING ",
             receiver_columns!()
         );
-        let row = sqlx::query(sql)
+        let row = sqlx::query_as::<_, ReceiverRow>(sql)
             .bind(&write.name)
             .bind(write.kind.as_str())
             .bind(&sealed.key_id)
@@ -342,7 +337,7 @@ impl Store {
             .fetch_one(&self.writer)
             .await
             .map_err(|e| StoreError::from_write(e, || format!("receiver `{}`", write.name)))?;
-        receiver_from_row(&row)
+        row.try_into()
     }
 
     /// Replaces the receiver called `name` with `write`: kind, summary and
@@ -366,7 +361,7 @@ impl Store {
              WHERE name = ? RETURNING ",
             receiver_columns!()
         );
-        let row = sqlx::query(sql)
+        let row = sqlx::query_as::<_, ReceiverRow>(sql)
             .bind(&write.name)
             .bind(write.kind.as_str())
             .bind(&sealed.key_id)
@@ -381,7 +376,7 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound {
                 what: format!("receiver `{name}`"),
             })?;
-        receiver_from_row(&row)
+        row.try_into()
     }
 
     /// Deletes a receiver and its deliveries; `false` if there was none of
@@ -427,8 +422,10 @@ impl Store {
             receiver_columns!(),
             " FROM receivers ORDER BY name"
         );
-        let rows = sqlx::query(sql).fetch_all(&self.reader).await?;
-        rows.iter().map(receiver_from_row).collect()
+        let rows = sqlx::query_as::<_, ReceiverRow>(sql)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.into_iter().map(ReceiverRecord::try_from).collect()
     }
 
     /// The receiver of this name, if any.
@@ -438,11 +435,11 @@ impl Store {
             receiver_columns!(),
             " FROM receivers WHERE name = ?"
         );
-        let row = sqlx::query(sql)
+        let row = sqlx::query_as::<_, ReceiverRow>(sql)
             .bind(name)
             .fetch_optional(&self.reader)
             .await?;
-        row.as_ref().map(receiver_from_row).transpose()
+        row.map(ReceiverRecord::try_from).transpose()
     }
 
     /// A receiver with its configuration opened with `key`, for the delivery
@@ -455,20 +452,28 @@ impl Store {
         key: &MasterKey,
         id: i64,
     ) -> Result<Option<(ReceiverRecord, serde_json::Value)>, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct SealedReceiverRow {
+            #[sqlx(flatten)]
+            receiver: ReceiverRow,
+            #[sqlx(flatten)]
+            config: SealedRow,
+        }
         let sql = concat!(
             "SELECT ",
             receiver_columns!(),
-            ", config_key_id, config_nonce, config_ciphertext FROM receivers WHERE id = ?"
+            ", config_key_id AS key_id, config_nonce AS nonce, config_ciphertext AS ciphertext \
+             FROM receivers WHERE id = ?"
         );
-        let Some(row) = sqlx::query(sql)
+        let Some(row) = sqlx::query_as::<_, SealedReceiverRow>(sql)
             .bind(id)
             .fetch_optional(&self.reader)
             .await?
         else {
             return Ok(None);
         };
-        let receiver = receiver_from_row(&row)?;
-        let sealed = sealed_from_row(&row, 6)?;
+        let receiver = ReceiverRecord::try_from(row.receiver)?;
+        let sealed = SealedSecret::from(row.config);
         let plaintext = key.open(&sealed, &receiver_config_context(&receiver.name))?;
         // The reason is fixed: a parse error could quote the secret.
         let config = serde_json::from_slice(&plaintext).map_err(|_| StoreError::InvalidRow {
@@ -569,8 +574,10 @@ impl Store {
             route_columns!(),
             " FROM routes t JOIN receivers r ON r.id = t.receiver_id ORDER BY t.position, t.id"
         );
-        let rows = sqlx::query(sql).fetch_all(&self.reader).await?;
-        rows.iter().map(route_from_row).collect()
+        let rows = sqlx::query_as::<_, RouteRow>(sql)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.into_iter().map(RouteRecord::try_from).collect()
     }
 
     /// The route with this id, if any.
@@ -580,11 +587,11 @@ impl Store {
             route_columns!(),
             " FROM routes t JOIN receivers r ON r.id = t.receiver_id WHERE t.id = ?"
         );
-        let row = sqlx::query(sql)
+        let row = sqlx::query_as::<_, RouteRow>(sql)
             .bind(id)
             .fetch_optional(&self.reader)
             .await?;
-        row.as_ref().map(route_from_row).transpose()
+        row.map(RouteRecord::try_from).transpose()
     }
 
     /// Creates a silence. [`StoreError::InvalidInput`] if the matchers are
@@ -596,7 +603,7 @@ impl Store {
              VALUES (?, ?, ?, ?, ?, ?) RETURNING ",
             silence_columns!()
         );
-        let row = sqlx::query(sql)
+        let row = sqlx::query_as::<_, SilenceRow>(sql)
             .bind(write.matchers.to_string())
             .bind(write.starts_at)
             .bind(write.ends_at)
@@ -605,7 +612,7 @@ impl Store {
             .bind(now_ms())
             .fetch_one(&self.writer)
             .await?;
-        silence_from_row(&row)
+        row.try_into()
     }
 
     /// Silences in id order: all of them with `None`, with `Some(t)` only
@@ -621,21 +628,21 @@ impl Store {
              WHERE ?1 IS NULL OR (starts_at <= ?1 AND ?1 < ends_at AND expired_at IS NULL) \
              ORDER BY id"
         );
-        let rows = sqlx::query(sql)
+        let rows = sqlx::query_as::<_, SilenceRow>(sql)
             .bind(active_at)
             .fetch_all(&self.reader)
             .await?;
-        rows.iter().map(silence_from_row).collect()
+        rows.into_iter().map(SilenceRecord::try_from).collect()
     }
 
     /// The silence with this id, if any.
     pub async fn get_silence(&self, id: i64) -> Result<Option<SilenceRecord>, StoreError> {
         let sql = concat!("SELECT ", silence_columns!(), " FROM silences WHERE id = ?");
-        let row = sqlx::query(sql)
+        let row = sqlx::query_as::<_, SilenceRow>(sql)
             .bind(id)
             .fetch_optional(&self.reader)
             .await?;
-        row.as_ref().map(silence_from_row).transpose()
+        row.map(SilenceRecord::try_from).transpose()
     }
 
     /// Ends a silence at `now` (unix ms): sets `expired_at`, and `ends_at`
@@ -668,21 +675,13 @@ impl Store {
     /// Every saved group state, by route and group key (for the notifier at
     /// startup).
     pub async fn load_notification_groups(&self) -> Result<Vec<NotificationGroup>, StoreError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, GroupRow>(
             "SELECT route_id, group_key, state FROM notification_groups \
              ORDER BY route_id, group_key",
         )
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(NotificationGroup {
-                    route_id: row.try_get(0)?,
-                    group_key: row.try_get(1)?,
-                    state: json(row, 2, "notification_groups.state")?,
-                })
-            })
-            .collect()
+        rows.into_iter().map(NotificationGroup::try_from).collect()
     }
 
     /// Commits one step of the notifier in one transaction: saves the
@@ -767,12 +766,12 @@ impl Store {
             pending!(),
             " AND o.next_attempt_at <= ? ORDER BY o.id LIMIT ?"
         );
-        let rows = sqlx::query(sql)
+        let rows = sqlx::query_as::<_, OutboxRow>(sql)
             .bind(now)
             .bind(i64::from(limit))
             .fetch_all(&self.reader)
             .await?;
-        rows.iter().map(outbox_from_row).collect()
+        rows.into_iter().map(OutboxRecord::try_from).collect()
     }
 
     /// When the earliest pending delivery is due (unix ms); `None` when
@@ -841,12 +840,12 @@ impl Store {
             " FROM outbox o JOIN receivers r ON r.id = o.receiver_id \
              WHERE ?1 IS NULL OR r.name = ?1 ORDER BY o.id DESC LIMIT ?2"
         );
-        let rows = sqlx::query(sql)
+        let rows = sqlx::query_as::<_, OutboxRow>(sql)
             .bind(receiver)
             .bind(i64::from(limit.clamp(1, 500)))
             .fetch_all(&self.reader)
             .await?;
-        rows.iter().map(outbox_from_row).collect()
+        rows.into_iter().map(OutboxRecord::try_from).collect()
     }
 
     /// Deletes deliveries delivered or given up before `cutoff` (unix ms);
@@ -878,12 +877,12 @@ async fn route_in(connection: &mut SqliteConnection, id: i64) -> Result<RouteRec
         route_columns!(),
         " FROM routes t JOIN receivers r ON r.id = t.receiver_id WHERE t.id = ?"
     );
-    let row = sqlx::query(sql)
+    let row = sqlx::query_as::<_, RouteRow>(sql)
         .bind(id)
         .fetch_optional(connection)
         .await?
         .ok_or_else(|| route_not_found(id))?;
-    route_from_row(&row)
+    row.try_into()
 }
 
 fn route_not_found(id: i64) -> StoreError {
@@ -896,76 +895,158 @@ fn names_json(names: &[String]) -> String {
     serde_json::to_string(names).expect("a list of strings always serialises")
 }
 
-/// Reads a JSON TEXT column.
-fn json<T: DeserializeOwned>(
-    row: &SqliteRow,
-    index: usize,
-    column: &'static str,
-) -> Result<T, StoreError> {
-    let text: String = row.try_get(index)?;
-    serde_json::from_str(&text).map_err(|e| StoreError::InvalidRow {
-        column,
-        reason: e.to_string(),
-    })
+/// A row of `receivers` as [`receiver_columns!`] selects it.
+#[derive(sqlx::FromRow)]
+struct ReceiverRow {
+    id: i64,
+    name: String,
+    kind: String,
+    summary: String,
+    created_at: i64,
+    updated_at: i64,
 }
 
-fn receiver_from_row(row: &SqliteRow) -> Result<ReceiverRecord, StoreError> {
-    Ok(ReceiverRecord {
-        id: row.try_get(0)?,
-        name: row.try_get(1)?,
-        kind: parse(row, 2, "receivers.kind")?,
-        summary: json(row, 3, "receivers.summary")?,
-        created_at: row.try_get(4)?,
-        updated_at: row.try_get(5)?,
-    })
+impl TryFrom<ReceiverRow> for ReceiverRecord {
+    type Error = StoreError;
+
+    fn try_from(row: ReceiverRow) -> Result<ReceiverRecord, StoreError> {
+        Ok(ReceiverRecord {
+            id: row.id,
+            name: row.name,
+            kind: decode::text(&row.kind, "receivers.kind")?,
+            summary: decode::json(&row.summary, "receivers.summary")?,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
 }
 
-fn route_from_row(row: &SqliteRow) -> Result<RouteRecord, StoreError> {
-    Ok(RouteRecord {
-        id: row.try_get(0)?,
-        position: row.try_get(1)?,
-        receiver_id: row.try_get(2)?,
-        receiver: row.try_get(3)?,
-        matchers: json(row, 4, "routes.matchers")?,
-        group_by: json(row, 5, "routes.group_by")?,
-        group_wait_ms: row.try_get(6)?,
-        group_interval_ms: row.try_get(7)?,
-        repeat_interval_ms: row.try_get(8)?,
-        send_resolved: row.try_get(9)?,
-        continue_matching: row.try_get(10)?,
-        created_at: row.try_get(11)?,
-        updated_at: row.try_get(12)?,
-    })
+/// A row of `routes` as [`route_columns!`] selects it.
+#[derive(sqlx::FromRow)]
+struct RouteRow {
+    id: i64,
+    position: i64,
+    receiver_id: i64,
+    receiver: String,
+    matchers: String,
+    group_by: String,
+    group_wait_ms: i64,
+    group_interval_ms: i64,
+    repeat_interval_ms: i64,
+    send_resolved: bool,
+    continue_matching: bool,
+    created_at: i64,
+    updated_at: i64,
 }
 
-fn silence_from_row(row: &SqliteRow) -> Result<SilenceRecord, StoreError> {
-    Ok(SilenceRecord {
-        id: row.try_get(0)?,
-        matchers: json(row, 1, "silences.matchers")?,
-        starts_at: row.try_get(2)?,
-        ends_at: row.try_get(3)?,
-        author: row.try_get(4)?,
-        comment: row.try_get(5)?,
-        created_at: row.try_get(6)?,
-        expired_at: row.try_get(7)?,
-    })
+impl TryFrom<RouteRow> for RouteRecord {
+    type Error = StoreError;
+
+    fn try_from(row: RouteRow) -> Result<RouteRecord, StoreError> {
+        Ok(RouteRecord {
+            id: row.id,
+            position: row.position,
+            receiver_id: row.receiver_id,
+            receiver: row.receiver,
+            matchers: decode::json(&row.matchers, "routes.matchers")?,
+            group_by: decode::json(&row.group_by, "routes.group_by")?,
+            group_wait_ms: row.group_wait_ms,
+            group_interval_ms: row.group_interval_ms,
+            repeat_interval_ms: row.repeat_interval_ms,
+            send_resolved: row.send_resolved,
+            continue_matching: row.continue_matching,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
 }
 
-fn outbox_from_row(row: &SqliteRow) -> Result<OutboxRecord, StoreError> {
-    let attempts: i64 = row.try_get(8)?;
-    Ok(OutboxRecord {
-        id: row.try_get(0)?,
-        receiver_id: row.try_get(1)?,
-        receiver: row.try_get(2)?,
-        receiver_kind: parse(row, 3, "receivers.kind")?,
-        route_id: row.try_get(4)?,
-        group_key: row.try_get(5)?,
-        payload: json(row, 6, "outbox.payload")?,
-        created_at: row.try_get(7)?,
-        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-        next_attempt_at: row.try_get(9)?,
-        delivered_at: row.try_get(10)?,
-        failed_at: row.try_get(11)?,
-        last_error: row.try_get(12)?,
-    })
+/// A row of `silences` as [`silence_columns!`] selects it.
+#[derive(sqlx::FromRow)]
+struct SilenceRow {
+    id: i64,
+    matchers: String,
+    starts_at: i64,
+    ends_at: i64,
+    author: String,
+    comment: String,
+    created_at: i64,
+    expired_at: Option<i64>,
+}
+
+impl TryFrom<SilenceRow> for SilenceRecord {
+    type Error = StoreError;
+
+    fn try_from(row: SilenceRow) -> Result<SilenceRecord, StoreError> {
+        Ok(SilenceRecord {
+            id: row.id,
+            matchers: decode::json(&row.matchers, "silences.matchers")?,
+            starts_at: row.starts_at,
+            ends_at: row.ends_at,
+            author: row.author,
+            comment: row.comment,
+            created_at: row.created_at,
+            expired_at: row.expired_at,
+        })
+    }
+}
+
+/// A row of `notification_groups`.
+#[derive(sqlx::FromRow)]
+struct GroupRow {
+    route_id: i64,
+    group_key: String,
+    state: String,
+}
+
+impl TryFrom<GroupRow> for NotificationGroup {
+    type Error = StoreError;
+
+    fn try_from(row: GroupRow) -> Result<NotificationGroup, StoreError> {
+        Ok(NotificationGroup {
+            route_id: row.route_id,
+            group_key: row.group_key,
+            state: decode::json(&row.state, "notification_groups.state")?,
+        })
+    }
+}
+
+/// A row of `outbox` as [`outbox_columns!`] selects it.
+#[derive(sqlx::FromRow)]
+struct OutboxRow {
+    id: i64,
+    receiver_id: i64,
+    receiver: String,
+    receiver_kind: String,
+    route_id: Option<i64>,
+    group_key: String,
+    payload: String,
+    created_at: i64,
+    attempts: i64,
+    next_attempt_at: i64,
+    delivered_at: Option<i64>,
+    failed_at: Option<i64>,
+    last_error: Option<String>,
+}
+
+impl TryFrom<OutboxRow> for OutboxRecord {
+    type Error = StoreError;
+
+    fn try_from(row: OutboxRow) -> Result<OutboxRecord, StoreError> {
+        Ok(OutboxRecord {
+            id: row.id,
+            receiver_id: row.receiver_id,
+            receiver: row.receiver,
+            receiver_kind: decode::text(&row.receiver_kind, "receivers.kind")?,
+            route_id: row.route_id,
+            group_key: row.group_key,
+            payload: decode::json(&row.payload, "outbox.payload")?,
+            created_at: row.created_at,
+            attempts: decode::number(row.attempts, "outbox.attempts")?,
+            next_attempt_at: row.next_attempt_at,
+            delivered_at: row.delivered_at,
+            failed_at: row.failed_at,
+            last_error: row.last_error,
+        })
+    }
 }

@@ -1,10 +1,7 @@
 //! The desired-state repository: its settings and sealed credentials, the
 //! revisions fetched from it, and a log of what happened to it.
 
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
-
-use crate::clusters::{parse, sealed_from_row};
+use crate::decode::{self, SealedRow};
 use crate::store::now_ms;
 use crate::text_enum::text_enum;
 use crate::{SealedSecret, Store, StoreError};
@@ -136,15 +133,15 @@ pub struct RepositoryEvent {
 impl Store {
     /// The repository, if configured.
     pub async fn get_repository(&self) -> Result<Option<Repository>, StoreError> {
-        let row = sqlx::query(
+        let row = sqlx::query_as::<_, RepositoryRow>(
             "SELECT url, branch, path, poll_interval_secs, credentials_kind, \
-                 webhook_secret_ciphertext IS NOT NULL, head_revision, last_fetch_at, \
-                 last_fetch_error, consecutive_fetch_failures, updated_at \
+                 webhook_secret_ciphertext IS NOT NULL AS has_webhook_secret, head_revision, \
+                 last_fetch_at, last_fetch_error, consecutive_fetch_failures, updated_at \
              FROM repository WHERE id = 1",
         )
         .fetch_optional(&self.reader)
         .await?;
-        row.as_ref().map(repository_from_row).transpose()
+        row.map(Repository::try_from).transpose()
     }
 
     /// Creates or changes the repository. Changing the URL or the branch
@@ -218,16 +215,23 @@ impl Store {
     pub async fn repository_credentials(
         &self,
     ) -> Result<Option<(CredentialsKind, SealedSecret)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT credentials_kind, credentials_key_id, credentials_nonce, credentials_ciphertext \
+        #[derive(sqlx::FromRow)]
+        struct CredentialsRow {
+            credentials_kind: String,
+            #[sqlx(flatten)]
+            sealed: SealedRow,
+        }
+        let row = sqlx::query_as::<_, CredentialsRow>(
+            "SELECT credentials_kind, credentials_key_id AS key_id, credentials_nonce AS nonce, \
+                 credentials_ciphertext AS ciphertext \
              FROM repository WHERE id = 1 AND credentials_ciphertext IS NOT NULL",
         )
         .fetch_optional(&self.reader)
         .await?;
         row.map(|row| {
             Ok((
-                parse(&row, 0, "repository.credentials_kind")?,
-                sealed_from_row(&row, 1)?,
+                decode::text(&row.credentials_kind, "repository.credentials_kind")?,
+                row.sealed.into(),
             ))
         })
         .transpose()
@@ -235,13 +239,14 @@ impl Store {
 
     /// The sealed webhook secret, if set.
     pub async fn webhook_secret(&self) -> Result<Option<SealedSecret>, StoreError> {
-        let row = sqlx::query(
-            "SELECT webhook_secret_key_id, webhook_secret_nonce, webhook_secret_ciphertext \
+        let row = sqlx::query_as::<_, SealedRow>(
+            "SELECT webhook_secret_key_id AS key_id, webhook_secret_nonce AS nonce, \
+                 webhook_secret_ciphertext AS ciphertext \
              FROM repository WHERE id = 1 AND webhook_secret_ciphertext IS NOT NULL",
         )
         .fetch_optional(&self.reader)
         .await?;
-        row.map(|row| sealed_from_row(&row, 0)).transpose()
+        Ok(row.map(SealedSecret::from))
     }
 
     /// Records a successful fetch whose branch head is `head`: the revision
@@ -363,47 +368,37 @@ impl Store {
         &self,
         limit: u32,
     ) -> Result<Vec<RepositoryEvent>, StoreError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, EventRow>(
             "SELECT id, at, kind, revision, message FROM repository_events \
              ORDER BY id DESC LIMIT ?",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(RepositoryEvent {
-                    id: row.try_get(0)?,
-                    at: row.try_get(1)?,
-                    kind: parse(row, 2, "repository_events.kind")?,
-                    revision: row.try_get(3)?,
-                    message: row.try_get(4)?,
-                })
-            })
-            .collect()
+        rows.into_iter().map(RepositoryEvent::try_from).collect()
     }
 
     /// A fetched revision.
     pub async fn get_revision(&self, id: &str) -> Result<Option<RevisionRecord>, StoreError> {
-        let row = sqlx::query(
+        let row = sqlx::query_as::<_, RevisionRow>(
             "SELECT id, author, summary, committed_at, seen_at FROM revisions WHERE id = ?",
         )
         .bind(id)
         .fetch_optional(&self.reader)
         .await?;
-        row.as_ref().map(revision_from_row).transpose()
+        Ok(row.map(RevisionRecord::from))
     }
 
     /// The most recently fetched revisions, newest first.
     pub async fn list_revisions(&self, limit: u32) -> Result<Vec<RevisionRecord>, StoreError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, RevisionRow>(
             "SELECT id, author, summary, committed_at, seen_at FROM revisions \
              ORDER BY seen_at DESC, committed_at DESC LIMIT ?",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.reader)
         .await?;
-        rows.iter().map(revision_from_row).collect()
+        Ok(rows.into_iter().map(RevisionRecord::from).collect())
     }
 }
 
@@ -430,35 +425,92 @@ async fn insert_event(
     Ok(())
 }
 
-fn repository_from_row(row: &SqliteRow) -> Result<Repository, StoreError> {
-    let interval: i64 = row.try_get(3)?;
-    let failures: i64 = row.try_get(9)?;
-    Ok(Repository {
-        settings: RepositorySettings {
-            url: row.try_get(0)?,
-            branch: row.try_get(1)?,
-            path: row.try_get(2)?,
-            poll_interval_secs: u32::try_from(interval).map_err(|_| StoreError::InvalidRow {
-                column: "repository.poll_interval_secs",
-                reason: format!("{interval} is out of range"),
-            })?,
-        },
-        credentials_kind: parse(row, 4, "repository.credentials_kind")?,
-        has_webhook_secret: row.try_get(5)?,
-        head_revision: row.try_get(6)?,
-        last_fetch_at: row.try_get(7)?,
-        last_fetch_error: row.try_get(8)?,
-        consecutive_fetch_failures: u32::try_from(failures).unwrap_or(u32::MAX),
-        updated_at: row.try_get(10)?,
-    })
+/// The row of `repository` as [`Store::get_repository`] selects it.
+#[derive(sqlx::FromRow)]
+struct RepositoryRow {
+    url: String,
+    branch: String,
+    path: String,
+    poll_interval_secs: i64,
+    credentials_kind: String,
+    has_webhook_secret: bool,
+    head_revision: Option<String>,
+    last_fetch_at: Option<i64>,
+    last_fetch_error: Option<String>,
+    consecutive_fetch_failures: i64,
+    updated_at: i64,
 }
 
-fn revision_from_row(row: &SqliteRow) -> Result<RevisionRecord, StoreError> {
-    Ok(RevisionRecord {
-        id: row.try_get(0)?,
-        author: row.try_get(1)?,
-        summary: row.try_get(2)?,
-        committed_at: row.try_get(3)?,
-        seen_at: row.try_get(4)?,
-    })
+impl TryFrom<RepositoryRow> for Repository {
+    type Error = StoreError;
+
+    fn try_from(row: RepositoryRow) -> Result<Repository, StoreError> {
+        Ok(Repository {
+            settings: RepositorySettings {
+                url: row.url,
+                branch: row.branch,
+                path: row.path,
+                poll_interval_secs: decode::number(
+                    row.poll_interval_secs,
+                    "repository.poll_interval_secs",
+                )?,
+            },
+            credentials_kind: decode::text(&row.credentials_kind, "repository.credentials_kind")?,
+            has_webhook_secret: row.has_webhook_secret,
+            head_revision: row.head_revision,
+            last_fetch_at: row.last_fetch_at,
+            last_fetch_error: row.last_fetch_error,
+            consecutive_fetch_failures: decode::number(
+                row.consecutive_fetch_failures,
+                "repository.consecutive_fetch_failures",
+            )?,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// A row of `repository_events`.
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    id: i64,
+    at: i64,
+    kind: String,
+    revision: Option<String>,
+    message: String,
+}
+
+impl TryFrom<EventRow> for RepositoryEvent {
+    type Error = StoreError;
+
+    fn try_from(row: EventRow) -> Result<RepositoryEvent, StoreError> {
+        Ok(RepositoryEvent {
+            id: row.id,
+            at: row.at,
+            kind: decode::text(&row.kind, "repository_events.kind")?,
+            revision: row.revision,
+            message: row.message,
+        })
+    }
+}
+
+/// A row of `revisions`.
+#[derive(sqlx::FromRow)]
+struct RevisionRow {
+    id: String,
+    author: String,
+    summary: String,
+    committed_at: i64,
+    seen_at: i64,
+}
+
+impl From<RevisionRow> for RevisionRecord {
+    fn from(row: RevisionRow) -> RevisionRecord {
+        RevisionRecord {
+            id: row.id,
+            author: row.author,
+            summary: row.summary,
+            committed_at: row.committed_at,
+            seen_at: row.seen_at,
+        }
+    }
 }

@@ -2,23 +2,25 @@
 //! cluster's sync state and health, and the inventory of what Pilothouse
 //! applied to each cluster (the set prune works from).
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use std::collections::BTreeMap;
 
-use crate::clusters::parse;
+use sqlx::{QueryBuilder, Sqlite};
+
+use crate::decode;
 use crate::store::now_ms;
 use crate::text_enum::text_enum;
 use crate::{Store, StoreError};
 
-/// `SELECT` of a [`SyncRecord`] (`s`: syncs, `c`: clusters) with its
-/// counts, read by [`sync_from_row`]. A macro so queries stay `&'static str`.
+/// `SELECT` of a [`SyncRow`] (`s`: syncs, `c`: clusters) with its counts
+/// (a JSON object of action to count, `NULL` without objects). A macro so
+/// queries stay `&'static str`.
 macro_rules! sync_select {
     () => {
-        "SELECT s.id, c.name, s.trigger, s.status, s.revision, s.error, s.health, \
+        "SELECT s.id, c.name AS cluster, s.trigger, s.status, s.revision, s.error, s.health, \
              s.queued_at, s.started_at, s.finished_at, \
              (SELECT json_group_object(action, n) FROM \
                  (SELECT action, COUNT(*) AS n FROM sync_objects o \
-                  WHERE o.sync_id = s.id GROUP BY action)) \
+                  WHERE o.sync_id = s.id GROUP BY action)) AS counts \
          FROM syncs s JOIN clusters c ON c.id = s.cluster_id"
     };
 }
@@ -297,12 +299,12 @@ impl Store {
             " WHERE c.name = ? AND s.status IN ('queued', 'running') \
              ORDER BY s.status = 'queued' DESC, s.id DESC LIMIT 1"
         );
-        let row = sqlx::query(sql)
+        let row = sqlx::query_as::<_, SyncRow>(sql)
             .bind(cluster)
             .fetch_optional(&mut *tx)
             .await?;
         tx.commit().await?;
-        row.as_ref().map(sync_from_row).transpose()
+        row.map(SyncRecord::try_from).transpose()
     }
 
     /// Queued syncs, oldest first.
@@ -311,11 +313,11 @@ impl Store {
             sync_select!(),
             " WHERE s.status = 'queued' ORDER BY s.id LIMIT ?"
         );
-        let rows = sqlx::query(sql)
+        let rows = sqlx::query_as::<_, SyncRow>(sql)
             .bind(i64::from(limit))
             .fetch_all(&self.reader)
             .await?;
-        rows.iter().map(sync_from_row).collect()
+        rows.into_iter().map(SyncRecord::try_from).collect()
     }
 
     /// Marks a queued sync as running on `revision`. `false` if it is not
@@ -466,7 +468,7 @@ impl Store {
         id: i64,
     ) -> Result<Option<(SyncRecord, Vec<SyncObjectRecord>)>, StoreError> {
         let sql = concat!(sync_select!(), " WHERE c.name = ? AND s.id = ?");
-        let Some(row) = sqlx::query(sql)
+        let Some(row) = sqlx::query_as::<_, SyncRow>(sql)
             .bind(cluster)
             .bind(id)
             .fetch_optional(&self.reader)
@@ -474,8 +476,8 @@ impl Store {
         else {
             return Ok(None);
         };
-        let record = sync_from_row(&row)?;
-        let rows = sqlx::query(
+        let record = SyncRecord::try_from(row)?;
+        let rows = sqlx::query_as::<_, SyncObjectRow>(
             "SELECT api_version, kind, namespace, name, action, message, health, health_message \
              FROM sync_objects WHERE sync_id = ? ORDER BY position",
         )
@@ -483,19 +485,8 @@ impl Store {
         .fetch_all(&self.reader)
         .await?;
         let objects = rows
-            .iter()
-            .map(|row| {
-                Ok(SyncObjectRecord {
-                    api_version: row.try_get(0)?,
-                    kind: row.try_get(1)?,
-                    namespace: non_empty(row.try_get(2)?),
-                    name: row.try_get(3)?,
-                    action: parse(row, 4, "sync_objects.action")?,
-                    message: row.try_get(5)?,
-                    health: parse_optional(row, 6, "sync_objects.health")?,
-                    health_message: row.try_get(7)?,
-                })
-            })
+            .into_iter()
+            .map(SyncObjectRecord::try_from)
             .collect::<Result<_, StoreError>>()?;
         Ok(Some((record, objects)))
     }
@@ -510,19 +501,19 @@ impl Store {
             sync_select!(),
             " WHERE c.name = ? AND (? IS NULL OR s.id < ?) ORDER BY s.id DESC LIMIT ?"
         );
-        let rows = sqlx::query(sql)
+        let rows = sqlx::query_as::<_, SyncRow>(sql)
             .bind(cluster)
             .bind(query.before)
             .bind(query.before)
             .bind(i64::from(query.limit.clamp(1, 500)))
             .fetch_all(&self.reader)
             .await?;
-        rows.iter().map(sync_from_row).collect()
+        rows.into_iter().map(SyncRecord::try_from).collect()
     }
 
     /// The objects Pilothouse owns on `cluster`, in apply order.
     pub async fn inventory(&self, cluster: &str) -> Result<Vec<InventoryRecord>, StoreError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, InventoryRow>(
             "SELECT i.api_group, i.kind, i.namespace, i.name, i.api_version, \
                  i.manifest_sha256, i.resource_version, i.uid, i.health, i.health_message \
              FROM inventory i JOIN clusters c ON c.id = i.cluster_id \
@@ -531,22 +522,7 @@ impl Store {
         .bind(cluster)
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(InventoryRecord {
-                    api_group: row.try_get(0)?,
-                    kind: row.try_get(1)?,
-                    namespace: non_empty(row.try_get(2)?),
-                    name: row.try_get(3)?,
-                    api_version: row.try_get(4)?,
-                    manifest_sha256: row.try_get(5)?,
-                    resource_version: row.try_get(6)?,
-                    uid: row.try_get(7)?,
-                    health: parse_optional(row, 8, "inventory.health")?,
-                    health_message: row.try_get(9)?,
-                })
-            })
-            .collect()
+        rows.into_iter().map(InventoryRecord::try_from).collect()
     }
 
     /// Records a fresh health assessment of `cluster`: each inventory
@@ -627,59 +603,119 @@ async fn write_inventory(
     Ok(())
 }
 
-fn sync_from_row(row: &SqliteRow) -> Result<SyncRecord, StoreError> {
-    let counts: Option<String> = row.try_get(10)?;
-    let counts: std::collections::BTreeMap<String, u32> = match counts {
-        Some(json) => serde_json::from_str(&json).map_err(|e| StoreError::InvalidRow {
-            column: "sync_objects.action",
-            reason: e.to_string(),
-        })?,
-        None => Default::default(),
-    };
-    let count = |action: ObjectAction| counts.get(action.as_str()).copied().unwrap_or(0);
-    Ok(SyncRecord {
-        id: row.try_get(0)?,
-        cluster: row.try_get(1)?,
-        trigger: parse(row, 2, "syncs.trigger")?,
-        status: parse(row, 3, "syncs.status")?,
-        revision: row.try_get(4)?,
-        error: row.try_get(5)?,
-        health: parse_optional(row, 6, "syncs.health")?,
-        queued_at: row.try_get(7)?,
-        started_at: row.try_get(8)?,
-        finished_at: row.try_get(9)?,
-        counts: SyncCounts {
-            created: count(ObjectAction::Created),
-            configured: count(ObjectAction::Configured),
-            unchanged: count(ObjectAction::Unchanged),
-            pruned: count(ObjectAction::Pruned),
-            prune_skipped: count(ObjectAction::PruneSkipped),
-            failed: count(ObjectAction::Failed),
-        },
-    })
+/// A row of `syncs` as [`sync_select!`] selects it.
+#[derive(sqlx::FromRow)]
+struct SyncRow {
+    id: i64,
+    cluster: String,
+    trigger: String,
+    status: String,
+    revision: Option<String>,
+    error: Option<String>,
+    health: Option<String>,
+    queued_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    counts: Option<String>,
 }
 
-/// `None` for the empty namespace of cluster-scoped objects.
-pub(crate) fn non_empty(namespace: String) -> Option<String> {
-    (!namespace.is_empty()).then_some(namespace)
-}
+impl TryFrom<SyncRow> for SyncRecord {
+    type Error = StoreError;
 
-/// Reads a nullable TEXT column into an enum.
-fn parse_optional<T>(
-    row: &SqliteRow,
-    index: usize,
-    column: &'static str,
-) -> Result<Option<T>, StoreError>
-where
-    T: std::str::FromStr,
-    T::Err: std::fmt::Display,
-{
-    let text: Option<String> = row.try_get(index)?;
-    text.map(|text| {
-        text.parse().map_err(|e: T::Err| StoreError::InvalidRow {
-            column,
-            reason: e.to_string(),
+    fn try_from(row: SyncRow) -> Result<SyncRecord, StoreError> {
+        const COUNTS: &str = "sync_objects.action";
+        let by_action: BTreeMap<String, u32> =
+            decode::optional_json(row.counts.as_deref(), COUNTS)?.unwrap_or_default();
+        let mut counts = SyncCounts::default();
+        // Every action is counted somewhere: one this version does not know
+        // is refused rather than left out of the totals.
+        for (action, n) in by_action {
+            let slot = match decode::text(&action, COUNTS)? {
+                ObjectAction::Created => &mut counts.created,
+                ObjectAction::Configured => &mut counts.configured,
+                ObjectAction::Unchanged => &mut counts.unchanged,
+                ObjectAction::Pruned => &mut counts.pruned,
+                ObjectAction::PruneSkipped => &mut counts.prune_skipped,
+                ObjectAction::Failed => &mut counts.failed,
+            };
+            *slot = n;
+        }
+        Ok(SyncRecord {
+            id: row.id,
+            cluster: row.cluster,
+            trigger: decode::text(&row.trigger, "syncs.trigger")?,
+            status: decode::text(&row.status, "syncs.status")?,
+            revision: row.revision,
+            error: row.error,
+            health: decode::optional_text(row.health.as_deref(), "syncs.health")?,
+            queued_at: row.queued_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            counts,
         })
-    })
-    .transpose()
+    }
+}
+
+/// A row of `sync_objects`.
+#[derive(sqlx::FromRow)]
+struct SyncObjectRow {
+    api_version: String,
+    kind: String,
+    namespace: String,
+    name: String,
+    action: String,
+    message: Option<String>,
+    health: Option<String>,
+    health_message: Option<String>,
+}
+
+impl TryFrom<SyncObjectRow> for SyncObjectRecord {
+    type Error = StoreError;
+
+    fn try_from(row: SyncObjectRow) -> Result<SyncObjectRecord, StoreError> {
+        Ok(SyncObjectRecord {
+            api_version: row.api_version,
+            kind: row.kind,
+            namespace: decode::namespace(row.namespace),
+            name: row.name,
+            action: decode::text(&row.action, "sync_objects.action")?,
+            message: row.message,
+            health: decode::optional_text(row.health.as_deref(), "sync_objects.health")?,
+            health_message: row.health_message,
+        })
+    }
+}
+
+/// A row of `inventory`.
+#[derive(sqlx::FromRow)]
+struct InventoryRow {
+    api_group: String,
+    kind: String,
+    namespace: String,
+    name: String,
+    api_version: String,
+    manifest_sha256: String,
+    resource_version: String,
+    uid: String,
+    health: Option<String>,
+    health_message: Option<String>,
+}
+
+impl TryFrom<InventoryRow> for InventoryRecord {
+    type Error = StoreError;
+
+    fn try_from(row: InventoryRow) -> Result<InventoryRecord, StoreError> {
+        Ok(InventoryRecord {
+            api_group: row.api_group,
+            kind: row.kind,
+            namespace: decode::namespace(row.namespace),
+            name: row.name,
+            api_version: row.api_version,
+            manifest_sha256: row.manifest_sha256,
+            resource_version: row.resource_version,
+            uid: row.uid,
+            health: decode::optional_text(row.health.as_deref(), "inventory.health")?,
+            health_message: row.health_message,
+        })
+    }
 }

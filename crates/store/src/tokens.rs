@@ -9,10 +9,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use crate::clusters::parse;
+use crate::decode;
 use crate::store::now_ms;
 use crate::{Store, StoreError};
 
@@ -24,8 +22,7 @@ pub const TOKEN_PREFIX: &str = "ph_";
 /// authenticating is not a write per request.
 const LAST_USED_RESOLUTION_MS: i64 = 60_000;
 
-/// Columns of `api_tokens` that make an [`ApiToken`], in the order
-/// [`token_from_row`] reads them.
+/// Columns of `api_tokens` that make a [`TokenRow`].
 macro_rules! token_columns {
     () => {
         "id, name, scope, created_at, last_used_at"
@@ -114,7 +111,7 @@ impl Store {
              VALUES (?, ?, ?, ?) RETURNING ",
             token_columns!()
         );
-        let row = sqlx::query(sql)
+        let row = sqlx::query_as::<_, TokenRow>(sql)
             .bind(name)
             .bind(scope.as_str())
             .bind(secret_hash(&secret).as_slice())
@@ -122,7 +119,7 @@ impl Store {
             .fetch_one(&self.writer)
             .await
             .map_err(|e| StoreError::from_write(e, || "a token with this secret".to_owned()))?;
-        Ok((token_from_row(&row)?, secret))
+        Ok((row.try_into()?, secret))
     }
 
     /// The live token whose secret this is; `None` for an unknown or revoked
@@ -133,12 +130,12 @@ impl Store {
             token_columns!(),
             " FROM api_tokens WHERE secret_sha256 = ? AND revoked_at IS NULL"
         );
-        let row = sqlx::query(sql)
+        let row = sqlx::query_as::<_, TokenRow>(sql)
             .bind(secret_hash(secret).as_slice())
             .fetch_optional(&self.reader)
             .await?;
         let Some(row) = row else { return Ok(None) };
-        let mut token = token_from_row(&row)?;
+        let mut token = ApiToken::try_from(row)?;
 
         let now = now_ms();
         let stale = token
@@ -168,8 +165,10 @@ impl Store {
             token_columns!(),
             " FROM api_tokens WHERE revoked_at IS NULL ORDER BY id"
         );
-        let rows = sqlx::query(sql).fetch_all(&self.reader).await?;
-        rows.iter().map(token_from_row).collect()
+        let rows = sqlx::query_as::<_, TokenRow>(sql)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.into_iter().map(ApiToken::try_from).collect()
     }
 
     /// Revokes a token at once; `false` if there is no live token with this
@@ -198,12 +197,26 @@ fn secret_hash(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
-fn token_from_row(row: &SqliteRow) -> Result<ApiToken, StoreError> {
-    Ok(ApiToken {
-        id: row.try_get(0)?,
-        name: row.try_get(1)?,
-        scope: parse(row, 2, "api_tokens.scope")?,
-        created_at: row.try_get(3)?,
-        last_used_at: row.try_get(4)?,
-    })
+/// A row of `api_tokens` as [`token_columns!`] selects it.
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    id: i64,
+    name: String,
+    scope: String,
+    created_at: i64,
+    last_used_at: Option<i64>,
+}
+
+impl TryFrom<TokenRow> for ApiToken {
+    type Error = StoreError;
+
+    fn try_from(row: TokenRow) -> Result<ApiToken, StoreError> {
+        Ok(ApiToken {
+            id: row.id,
+            name: row.name,
+            scope: decode::text(&row.scope, "api_tokens.scope")?,
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+        })
+    }
 }
