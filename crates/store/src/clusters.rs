@@ -661,3 +661,6 @@ impl TryFrom<ClusterRow> for Cluster {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -789,3 +789,6 @@ impl From<IgnoreRuleRow> for IgnoreRuleRecord {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -517,3 +517,6 @@ pub(crate) async fn mark_silenced(
     }
     Ok(found)
 }
+
+#[cfg(test)]
+mod tests;

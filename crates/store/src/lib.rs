@@ -37,6 +37,8 @@ mod crypto;
 mod decode;
 mod drift;
 mod error;
+#[cfg(test)]
+mod fixture;
 mod incidents;
 mod notifications;
 mod repository;
@@ -72,6 +74,3 @@ pub use syncs::{
     SyncObjectRecord, SyncQuery, SyncRecord, SyncResult, SyncStatus, SyncTrigger,
 };
 pub use tokens::{ApiToken, Scope, TOKEN_PREFIX, UnknownScope};
-
-#[cfg(test)]
-mod tests;

@@ -1050,3 +1050,6 @@ impl TryFrom<OutboxRow> for OutboxRecord {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -514,3 +514,6 @@ impl From<RevisionRow> for RevisionRecord {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

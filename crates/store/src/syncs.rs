@@ -719,3 +719,6 @@ impl TryFrom<InventoryRow> for InventoryRecord {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -220,3 +220,6 @@ impl TryFrom<TokenRow> for ApiToken {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
