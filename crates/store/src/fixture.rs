@@ -48,6 +48,23 @@ impl Fixture {
         page.items.into_iter().map(|c| c.name).collect()
     }
 
+    /// Runs `sql` on the writer with CHECK constraints off: a row as a hand
+    /// edit (or another version) could leave it, which the store must refuse
+    /// to read rather than skip or repair.
+    pub(crate) async fn write_unchecked(&self, sql: &'static str) {
+        let mut connection = self.store.writer.acquire().await.unwrap();
+        sqlx::query("PRAGMA ignore_check_constraints = ON")
+            .execute(&mut *connection)
+            .await
+            .unwrap();
+        let written = sqlx::query(sql).execute(&mut *connection).await;
+        sqlx::query("PRAGMA ignore_check_constraints = OFF")
+            .execute(&mut *connection)
+            .await
+            .unwrap();
+        assert!(written.unwrap().rows_affected() > 0, "{sql}");
+    }
+
     /// A cluster to register, its kubeconfig sealed with `key`.
     pub(crate) fn cluster_with(key: &MasterKey, name: &str) -> NewCluster {
         NewCluster {

@@ -329,3 +329,53 @@ async fn incidents_are_marked_silenced_and_reloaded_by_id_and_status() {
     );
     f.store.close().await;
 }
+
+#[tokio::test]
+async fn a_count_out_of_range_is_an_error_not_clamped() {
+    let f = Fixture::new().await;
+    f.insert("edge").await;
+    let written = f
+        .store
+        .write_incidents(&[incident("edge", "web", "OOMKilled", 3, &["web-1"])])
+        .await
+        .unwrap();
+    let id = written[0].unwrap();
+    assert_eq!(
+        f.store
+            .get_incident(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .incident
+            .count,
+        3
+    );
+
+    // Read back as 0 before: a count that is not one is refused.
+    f.write_unchecked("UPDATE incidents SET count = -1").await;
+    let error = f.store.get_incident(id).await.unwrap_err();
+    assert!(
+        matches!(&error, StoreError::InvalidRow { column: "incidents.count", reason }
+            if reason == "-1 is out of range"),
+        "{error:?}"
+    );
+    let error = f
+        .store
+        .list_incidents(&IncidentQuery {
+            limit: 10,
+            ..IncidentQuery::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::InvalidRow {
+                column: "incidents.count",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    f.store.close().await;
+}

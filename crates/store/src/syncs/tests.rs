@@ -240,3 +240,48 @@ async fn syncs_queue_once_record_objects_inventory_and_cluster_state() {
     assert_eq!(left, 0);
     f.store.close().await;
 }
+
+#[tokio::test]
+async fn an_action_this_version_does_not_know_is_an_error_not_left_out_of_the_counts() {
+    let f = Fixture::new().await;
+    f.insert("edge").await;
+    let sync = f
+        .store
+        .queue_sync("edge", SyncTrigger::Manual)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(f.store.start_sync(sync.id, Some("a1")).await.unwrap());
+    let result = SyncResult {
+        succeeded: true,
+        revision: Some("a1".into()),
+        error: None,
+        health: Some(Health::Healthy),
+        objects: vec![
+            object("ConfigMap", "rules", ObjectAction::Created),
+            object("Service", "web", ObjectAction::Created),
+        ],
+        inventory: None,
+        retry_at: None,
+    };
+    f.store.finish_sync(sync.id, &result).await.unwrap();
+    let query = SyncQuery {
+        before: None,
+        limit: 10,
+    };
+    let listed = f.store.list_syncs("edge", &query).await.unwrap();
+    assert_eq!(listed[0].counts.created, 2);
+
+    f.write_unchecked("UPDATE sync_objects SET action = 'adopted' WHERE name = 'web'")
+        .await;
+    let unreadable = |error: StoreError| match error {
+        StoreError::InvalidRow { column, reason } => (column, reason),
+        other => panic!("{other:?}"),
+    };
+    let (column, reason) = unreadable(f.store.list_syncs("edge", &query).await.unwrap_err());
+    assert_eq!(column, "sync_objects.action");
+    assert!(reason.contains("`adopted`"), "{reason}");
+    let (column, _) = unreadable(f.store.get_sync("edge", sync.id).await.unwrap_err());
+    assert_eq!(column, "sync_objects.action");
+    f.store.close().await;
+}
