@@ -59,6 +59,51 @@ pub struct ClusterView {
     /// service-wide ones (see `PatchCluster::incidents`).
     #[schema(value_type = Option<Object>)]
     pub incidents: Option<serde_json::Value>,
+    /// How Pilothouse's watches of the cluster stand (on
+    /// `GET /api/v1/clusters/{name}` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch: Option<ClusterWatchView>,
+}
+
+/// How the monitor's watches of one cluster stand. What it reports has been
+/// processed: the incidents it changed are written.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ClusterWatchView {
+    /// `running`, or `not_started` when no client could be built for the
+    /// cluster (see `error`; retried).
+    pub state: String,
+    /// Why the watches could not start.
+    pub error: Option<String>,
+    /// The cluster's incident settings the running watches apply (they
+    /// restart when the settings change).
+    #[schema(value_type = Option<Object>)]
+    pub incidents: Option<serde_json::Value>,
+    /// Each watched kind: `pods`, `nodes`, `warning_events`.
+    pub kinds: BTreeMap<String, KindWatchView>,
+}
+
+/// How the watch of one kind stands.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct KindWatchView {
+    /// `listing` (no full list since the watch started or the cluster came
+    /// back), `watching`, `unreachable` or `refused` (credentials too weak).
+    pub state: String,
+    /// Whether a full list has been processed since the watch started.
+    pub listed: bool,
+    /// Full lists processed (a watch lists again after its version expired
+    /// or after an outage).
+    pub lists: u64,
+    /// The highest resourceVersion among the objects processed: every
+    /// change the cluster made up to it has been applied to incidents and
+    /// written. Compare it as a number with an object's own version to know
+    /// the watch has seen that object.
+    pub resource_version: Option<String>,
+    /// Events processed.
+    pub events: u64,
+    /// When the last event was processed (RFC 3339).
+    pub last_event_at: Option<String>,
+    /// Why the kind is unreachable or refused.
+    pub message: Option<String>,
 }
 
 /// A cluster's sync state.
@@ -125,6 +170,7 @@ impl From<Cluster> for ClusterView {
             sync: cluster.sync.into(),
             scaffold_revision: None,
             incidents: cluster.incident_settings,
+            watch: None,
         }
     }
 }
@@ -349,7 +395,9 @@ pub async fn get(
     Path(name): Path<String>,
 ) -> Result<ApiJson<ClusterView>, ApiError> {
     let cluster = existing(&state, &name).await?;
-    Ok(ApiJson(cluster.into()))
+    let mut view = ClusterView::from(cluster);
+    view.watch = state.incidents.watch_state(&name);
+    Ok(ApiJson(view))
 }
 
 /// Change a cluster's labels, cloud or sync mode.
@@ -565,13 +613,7 @@ fn probe_error(error: &ProbeError, server: &str) -> ApiError {
     }
 }
 
-pub(crate) fn rfc3339(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string())
-}
-
-pub(crate) fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
-}
+pub(crate) use pilothouse_types::{now_ms, rfc3339};
 
 #[cfg(test)]
 mod tests {

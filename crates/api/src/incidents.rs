@@ -21,6 +21,11 @@ pub trait IncidentControl: Send + Sync + 'static {
     fn notifications_changed(&self);
     /// A cluster was registered or removed: start or stop its watch now.
     fn clusters_changed(&self);
+    /// How the watches of `cluster` stand, when the monitor runs them.
+    fn watch_state(&self, cluster: &str) -> Option<crate::ClusterWatchView> {
+        let _ = cluster;
+        None
+    }
 }
 
 /// An incident: one group of failures (cluster, namespace, owning workload,

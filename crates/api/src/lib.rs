@@ -40,7 +40,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use clusters::{ClusterView, RegisterCluster};
+pub use clusters::{ClusterView, ClusterWatchView, KindWatchView, RegisterCluster};
 pub use error::{ApiError, ApiJson, Problem};
 pub use gitops::{
     BoxFuture, GitCredentials, GitOpsControl, ScaffoldError, Scaffolded,

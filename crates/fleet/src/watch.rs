@@ -1,19 +1,20 @@
 //! Watching one cluster's Pods, Nodes and Warning Events, resumably.
 //!
-//! [`watch`] lists a kind (in pages), then watches it from the list's
-//! resourceVersion. A watch that ends (the server's timeout, a dropped
-//! connection, an API server restart) is resumed from the last
-//! resourceVersion seen, so nothing is replayed and nothing is missed; only
-//! when the server answers that the version is too old (410 Gone) is the
-//! kind listed again. After every list, [`WatchEvent::Listed`] names every
-//! object that exists, so the caller can forget objects deleted while it was
-//! not watching. Failures are retried with exponential backoff and jitter;
-//! after [`UNREACHABLE_AFTER`] failures in a row the cluster is reported
-//! [`WatchEvent::Unreachable`] once; the next answer reports it
-//! [`WatchEvent::Reachable`] and the kind is listed again (objects that
-//! changed back while nobody watched send no event). A refusal (401, 403,
-//! 404: credentials too weak for the kind) is [`WatchEvent::Refused`], not
-//! unreachability.
+//! The list-then-watch itself is `kube::runtime::watcher`'s: it lists a kind
+//! in pages, watches from the list's resourceVersion, resumes a watch that
+//! ends from the last version seen (bookmarks on), and lists again only when
+//! the version is too old (410 Gone). This module is the thin layer that
+//! turns its stream into what the monitor needs:
+//! - after every list, [`WatchEvent::Listed`] names every object that
+//!   exists, so the caller can forget objects deleted while it was not
+//!   watching;
+//! - failures are retried with the shared backoff (with jitter); after
+//!   [`UNREACHABLE_AFTER`] failures in a row the cluster is reported
+//!   [`WatchEvent::Unreachable`] once, and the watch starts over with a list,
+//!   whose first answer reports it [`WatchEvent::Reachable`] (objects that
+//!   changed back while nobody watched send no event otherwise);
+//! - a refusal (401, 403, 404: credentials too weak for the kind) is
+//!   [`WatchEvent::Refused`], not unreachability.
 //!
 //! Objects are passed on as JSON, as the API server sent them: the caller's
 //! detection rules read them as such, and nothing is kept here.
@@ -23,8 +24,10 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use kube::Client;
-use kube::api::{ListParams, WatchParams};
-use kube::core::{ObjectList, Request, WatchEvent as KubeWatchEvent};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::core::{ObjectList, Request};
+use kube::runtime::watcher;
+use pilothouse_types::Backoff;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -36,7 +39,7 @@ pub const UNREACHABLE_AFTER: u32 = 2;
 const LIST_PAGE: u32 = 500;
 
 /// What is watched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum WatchedKind {
     /// Pods in every namespace.
     Pod,
@@ -54,11 +57,12 @@ impl WatchedKind {
         WatchedKind::WarningEvent,
     ];
 
-    fn path(self) -> &'static str {
+    fn resource(self) -> ApiResource {
+        use k8s_openapi::api::core::v1::{Event, Node, Pod};
         match self {
-            WatchedKind::Pod => "/api/v1/pods",
-            WatchedKind::Node => "/api/v1/nodes",
-            WatchedKind::WarningEvent => "/api/v1/events",
+            WatchedKind::Pod => ApiResource::erase::<Pod>(&()),
+            WatchedKind::Node => ApiResource::erase::<Node>(&()),
+            WatchedKind::WarningEvent => ApiResource::erase::<Event>(&()),
         }
     }
 
@@ -75,6 +79,16 @@ impl WatchedKind {
             WatchedKind::Pod => "pods",
             WatchedKind::Node => "nodes",
             WatchedKind::WarningEvent => "warning events",
+        }
+    }
+
+    /// A short name for machine-readable output (`pods`, `nodes`,
+    /// `warning_events`).
+    pub fn key(self) -> &'static str {
+        match self {
+            WatchedKind::Pod => "pods",
+            WatchedKind::Node => "nodes",
+            WatchedKind::WarningEvent => "warning_events",
         }
     }
 }
@@ -129,6 +143,30 @@ pub enum WatchEvent {
     },
 }
 
+impl WatchEvent {
+    /// The kind the event is about.
+    pub fn kind(&self) -> WatchedKind {
+        match self {
+            WatchEvent::Applied { kind, .. }
+            | WatchEvent::Deleted { kind, .. }
+            | WatchEvent::Listed { kind, .. }
+            | WatchEvent::Unreachable { kind, .. }
+            | WatchEvent::Reachable { kind }
+            | WatchEvent::Refused { kind, .. } => *kind,
+        }
+    }
+
+    /// The resourceVersion of the object an event carries.
+    pub fn resource_version(&self) -> Option<&str> {
+        match self {
+            WatchEvent::Applied { object, .. } | WatchEvent::Deleted { object, .. } => {
+                object["metadata"]["resourceVersion"].as_str()
+            }
+            _ => None,
+        }
+    }
+}
+
 /// How a watch behaves.
 #[derive(Debug, Clone)]
 pub struct WatchOptions {
@@ -151,43 +189,28 @@ impl Default for WatchOptions {
     }
 }
 
-/// Why one list or watch round ended.
-enum Ended {
-    /// The server closed the watch normally: resume from the version.
-    Closed,
-    /// The version is too old: list again.
+/// What one error of the watcher means here.
+#[derive(Debug, PartialEq)]
+enum Failure {
+    /// The version is too old: the watcher lists again by itself.
     Expired,
-    /// The receiver is gone: stop.
-    Stopped,
-    /// A failure (connection, timeout, server error).
-    Failed(String),
     /// The server refused (401, 403, 404).
     Refused(String),
-    /// The cluster answers again after an outage: list again, so the
-    /// caller sees every object as it is now.
-    Relist,
+    /// A failure (connection, timeout, server error).
+    Failed(String),
 }
 
-/// How the watch of one kind is doing: failures in a row and whether it
-/// reported the cluster unreachable (or the kind refused).
+/// Where one watcher stream stands.
 #[derive(Default)]
-struct Health {
+struct Progress {
+    /// Failures in a row.
     failures: u32,
+    /// Reported unreachable and not yet reachable again.
     unreachable: bool,
+    /// Reported refused since the last answer.
     refused: bool,
-}
-
-impl Health {
-    /// The cluster answered (a list, or a watch request accepted): reports
-    /// it reachable again if it was not. `false` when the receiver is gone.
-    async fn answered(&mut self, kind: WatchedKind, events: &mpsc::Sender<WatchEvent>) -> bool {
-        self.failures = 0;
-        self.refused = false;
-        if std::mem::take(&mut self.unreachable) {
-            return events.send(WatchEvent::Reachable { kind }).await.is_ok();
-        }
-        true
-    }
+    /// The objects of the list in progress.
+    present: HashSet<(String, String)>,
 }
 
 /// Watches `kind` on the cluster `client` talks to and sends what happens to
@@ -199,233 +222,146 @@ pub async fn watch(
     options: WatchOptions,
     events: mpsc::Sender<WatchEvent>,
 ) {
-    let mut version: Option<String> = None;
-    let mut health = Health::default();
-    loop {
-        let started = std::time::Instant::now();
-        let ended = match version.clone() {
-            None => match list(&client, kind, &events, &mut health).await {
-                Ok(Some(listed)) => {
-                    version = Some(listed);
-                    Ended::Closed
-                }
-                Ok(None) => Ended::Stopped,
-                Err(failure) => failure,
-            },
-            Some(from) => {
-                watch_from(
-                    &client,
-                    kind,
-                    &options,
-                    &from,
-                    &events,
-                    &mut version,
-                    &mut health,
-                )
-                .await
-            }
-        };
-        let delay = match ended {
-            Ended::Stopped => return,
-            // a watch the server ends at once (a proxy, a misbehaving
-            // server) must not turn into a busy loop
-            Ended::Closed if started.elapsed() < Duration::from_secs(1) => options.base_backoff,
-            Ended::Closed => Duration::ZERO,
-            Ended::Expired => {
-                version = None;
-                options.base_backoff
-            }
-            Ended::Relist => {
-                version = None;
-                Duration::ZERO
-            }
-            Ended::Failed(message) => {
-                health.failures += 1;
-                if health.failures >= UNREACHABLE_AFTER && !health.unreachable {
-                    health.unreachable = true;
-                    let event = WatchEvent::Unreachable { kind, message };
-                    if events.send(event).await.is_err() {
-                        return;
-                    }
-                }
-                backoff(&options, health.failures)
-            }
-            Ended::Refused(message) => {
-                health.failures += 1;
-                if !std::mem::replace(&mut health.refused, true) {
-                    let event = WatchEvent::Refused { kind, message };
-                    if events.send(event).await.is_err() {
-                        return;
-                    }
-                }
-                options.max_backoff
-            }
-        };
-        if !delay.is_zero() {
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = events.closed() => return,
-            }
-        }
-    }
-}
-
-/// The delay before retry number `failures` (1-based): the base doubled per
-/// failure, capped, minus up to a quarter of jitter.
-fn backoff(options: &WatchOptions, failures: u32) -> Duration {
-    let doubled = options
-        .base_backoff
-        .saturating_mul(1 << failures.saturating_sub(1).min(16));
-    let capped = doubled.min(options.max_backoff);
-    let jitter = capped.mul_f64(f64::from(noise() % 1000) / 4000.0);
-    capped.saturating_sub(jitter)
-}
-
-/// A number that differs from call to call, for jitter (no need for a
-/// random generator: retries of many watches only need to spread out).
-fn noise() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.subsec_micros())
-}
-
-/// Lists the kind in pages, sending each object and then the set of names.
-/// Returns the list's resourceVersion; `None` when the receiver is gone.
-async fn list(
-    client: &Client,
-    kind: WatchedKind,
-    events: &mpsc::Sender<WatchEvent>,
-    health: &mut Health,
-) -> Result<Option<String>, Ended> {
-    let request = Request::new(kind.path());
-    let mut params = ListParams::default().limit(LIST_PAGE);
-    if let Some(selector) = kind.field_selector() {
-        params = params.fields(selector);
-    }
-    let mut present = HashSet::new();
-    loop {
-        let http = request
-            .list(&params)
-            .map_err(|e| Ended::Failed(e.to_string()))?;
-        let page: ObjectList<Value> = client
-            .request(http)
-            .await
-            .map_err(|e| failure(kind, "listing", &e))?;
-        // The cluster answers: say so before the objects, so that what they
-        // tell is not taken for the state of an unreachable cluster.
-        if !health.answered(kind, events).await {
-            return Ok(None);
-        }
-        for object in page.items {
-            present.insert(name_of(&object));
-            if events
-                .send(WatchEvent::Applied { kind, object })
-                .await
-                .is_err()
-            {
-                return Ok(None);
-            }
-        }
-        match page.metadata.continue_.filter(|token| !token.is_empty()) {
-            Some(token) => params.continue_token = Some(token),
-            None => {
-                let version = page.metadata.resource_version.unwrap_or_default();
-                if events
-                    .send(WatchEvent::Listed { kind, present })
-                    .await
-                    .is_err()
-                {
-                    return Ok(None);
-                }
-                return Ok(Some(version));
-            }
-        }
-    }
-}
-
-/// One watch request from `from`, updating `version` as events arrive.
-async fn watch_from(
-    client: &Client,
-    kind: WatchedKind,
-    options: &WatchOptions,
-    from: &str,
-    events: &mpsc::Sender<WatchEvent>,
-    version: &mut Option<String>,
-    health: &mut Health,
-) -> Ended {
-    let request = Request::new(kind.path());
+    let api: Api<DynamicObject> = Api::all_with(client, &kind.resource());
     let seconds = u32::try_from(options.watch_timeout.as_secs())
         .unwrap_or(u32::MAX)
         .max(1);
-    let mut params = WatchParams::default().timeout(seconds);
+    let mut config = watcher::Config::default()
+        .page_size(LIST_PAGE)
+        .timeout(seconds);
     if let Some(selector) = kind.field_selector() {
-        params = params.fields(selector);
+        config = config.fields(selector);
     }
-    let http = match request.watch(&params, from) {
-        Ok(http) => http,
-        Err(error) => return Ended::Failed(error.to_string()),
-    };
-    let stream = match client.request_events::<Value>(http).await {
-        Ok(stream) => stream,
-        Err(error) => return failure(kind, "watching", &error),
-    };
-    // The request was accepted: the cluster answers. After an outage, list
-    // again rather than resume: the caller re-reads every object (a
-    // workload that recovered meanwhile sends no event to resume with).
-    let was_unreachable = health.unreachable;
-    if !health.answered(kind, events).await {
-        return Ended::Stopped;
-    }
-    if was_unreachable {
-        return Ended::Relist;
-    }
-    let mut stream = std::pin::pin!(stream);
-    loop {
-        let next = tokio::select! {
-            next = stream.next() => next,
-            () = events.closed() => return Ended::Stopped,
-        };
-        let event = match next {
-            None => return Ended::Closed,
-            Some(Err(error)) => return failure(kind, "watching", &error),
-            Some(Ok(event)) => event,
-        };
-        let sent = match event {
-            KubeWatchEvent::Added(object) | KubeWatchEvent::Modified(object) => {
-                remember(version, &object);
-                events.send(WatchEvent::Applied { kind, object }).await
-            }
-            KubeWatchEvent::Deleted(object) => {
-                remember(version, &object);
-                events.send(WatchEvent::Deleted { kind, object }).await
-            }
-            KubeWatchEvent::Bookmark(bookmark) => {
-                *version = Some(bookmark.metadata.resource_version);
-                Ok(())
-            }
-            KubeWatchEvent::Error(status) => {
-                if status.code == 410 {
-                    return Ended::Expired;
+    let backoff = Backoff::new(options.base_backoff, options.max_backoff);
+    let mut progress = Progress::default();
+    // A new stream starts with a list; after an outage the watch starts
+    // over, so that the caller sees every object as it is now.
+    'streams: loop {
+        let mut stream = std::pin::pin!(watcher(api.clone(), config.clone()));
+        // When polling last resumed: a failure that comes a whole watch
+        // request later follows a watch that was running (the watcher does
+        // not say when a watch request is accepted), so it does not count
+        // as one more failure in a row.
+        let mut resumed = std::time::Instant::now();
+        loop {
+            let next = tokio::select! {
+                next = stream.next() => next,
+                () = events.closed() => return,
+            };
+            let Some(next) = next else {
+                // the watcher's stream does not end; if it did, start over
+                continue 'streams;
+            };
+            let event = match next {
+                Ok(event) => event,
+                Err(error) => {
+                    if resumed.elapsed() >= options.watch_timeout {
+                        progress.failures = 0;
+                    }
+                    let delay = match failure(kind, &error) {
+                        Failure::Expired => options.base_backoff,
+                        Failure::Failed(message) => {
+                            progress.failures += 1;
+                            let starts_over =
+                                progress.failures >= UNREACHABLE_AFTER && !progress.unreachable;
+                            if starts_over {
+                                progress.unreachable = true;
+                                let event = WatchEvent::Unreachable { kind, message };
+                                if events.send(event).await.is_err() {
+                                    return;
+                                }
+                            }
+                            let delay = backoff.jittered_delay(progress.failures);
+                            if starts_over {
+                                if !pause(delay, &events).await {
+                                    return;
+                                }
+                                continue 'streams;
+                            }
+                            delay
+                        }
+                        Failure::Refused(message) => {
+                            progress.failures += 1;
+                            if !std::mem::replace(&mut progress.refused, true) {
+                                let event = WatchEvent::Refused { kind, message };
+                                if events.send(event).await.is_err() {
+                                    return;
+                                }
+                            }
+                            options.max_backoff
+                        }
+                    };
+                    if !pause(delay, &events).await {
+                        return;
+                    }
+                    resumed = std::time::Instant::now();
+                    continue;
                 }
-                return Ended::Failed(format!(
-                    "watching {}: {} ({})",
-                    kind.plural(),
-                    status.message,
-                    status.code
-                ));
+            };
+            if !progress.pass_on(kind, event, &events).await {
+                return;
             }
-        };
-        if sent.is_err() {
-            return Ended::Stopped;
         }
     }
 }
 
-/// Keeps an object's resourceVersion as the version to resume from.
-fn remember(version: &mut Option<String>, object: &Value) {
-    if let Some(seen) = object["metadata"]["resourceVersion"].as_str() {
-        *version = Some(seen.to_owned());
+impl Progress {
+    /// Sends what one watcher event means; `false` when the receiver is gone.
+    async fn pass_on(
+        &mut self,
+        kind: WatchedKind,
+        event: watcher::Event<DynamicObject>,
+        events: &mpsc::Sender<WatchEvent>,
+    ) -> bool {
+        // `Init` is announced before the list is asked for: it is no answer
+        if let watcher::Event::Init = event {
+            self.present.clear();
+            return true;
+        }
+        // The cluster answers: say so before the objects, so that what they
+        // tell is not taken for the state of an unreachable cluster.
+        self.failures = 0;
+        self.refused = false;
+        if std::mem::take(&mut self.unreachable)
+            && events.send(WatchEvent::Reachable { kind }).await.is_err()
+        {
+            return false;
+        }
+        let out = match event {
+            watcher::Event::Init => return true,
+            watcher::Event::InitApply(object) => {
+                let object = to_json(object);
+                self.present.insert(name_of(&object));
+                WatchEvent::Applied { kind, object }
+            }
+            watcher::Event::InitDone => WatchEvent::Listed {
+                kind,
+                present: std::mem::take(&mut self.present),
+            },
+            watcher::Event::Apply(object) => WatchEvent::Applied {
+                kind,
+                object: to_json(object),
+            },
+            watcher::Event::Delete(object) => WatchEvent::Deleted {
+                kind,
+                object: to_json(object),
+            },
+        };
+        events.send(out).await.is_ok()
     }
+}
+
+/// Waits `delay`; `false` when the receiver went away meanwhile.
+async fn pause(delay: Duration, events: &mpsc::Sender<WatchEvent>) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => true,
+        () = events.closed() => false,
+    }
+}
+
+/// An object as JSON, the shape the API server sent.
+fn to_json(object: DynamicObject) -> Value {
+    serde_json::to_value(object).unwrap_or(Value::Null)
 }
 
 /// Namespace (empty when cluster-scoped) and name of an object.
@@ -440,17 +376,36 @@ pub fn name_of(object: &Value) -> (String, String) {
     )
 }
 
-/// How a failed list or watch request ends the round: 410 Gone means list
-/// again, 401/403/404 a refusal, anything else a failure (connection,
-/// timeout, server error) that counts towards unreachability.
-fn failure(kind: WatchedKind, doing: &str, error: &kube::Error) -> Ended {
-    let message = format!("{doing} {}: {}", kind.plural(), chain_message(error));
-    match error {
-        kube::Error::Api(status) if status.code == 410 => Ended::Expired,
-        kube::Error::Api(status) if matches!(status.code, 401 | 403 | 404) => {
-            Ended::Refused(message)
+/// What an error of the watcher means: 410 Gone that it lists again,
+/// 401/403/404 a refusal, anything else a failure (connection, timeout,
+/// server error) that counts towards unreachability.
+fn failure(kind: WatchedKind, error: &watcher::Error) -> Failure {
+    let client = |doing: &str, error: &kube::Error| {
+        let message = format!("{doing} {}: {}", kind.plural(), chain_message(error));
+        match error {
+            kube::Error::Api(status) if status.code == 410 => Failure::Expired,
+            kube::Error::Api(status) if matches!(status.code, 401 | 403 | 404) => {
+                Failure::Refused(message)
+            }
+            _ => Failure::Failed(message),
         }
-        _ => Ended::Failed(message),
+    };
+    match error {
+        watcher::Error::InitialListFailed(error) => client("listing", error),
+        watcher::Error::WatchStartFailed(error) | watcher::Error::WatchFailed(error) => {
+            client("watching", error)
+        }
+        watcher::Error::WatchError(status) if status.code == 410 => Failure::Expired,
+        watcher::Error::WatchError(status) => Failure::Failed(format!(
+            "watching {}: {} ({})",
+            kind.plural(),
+            status.message,
+            status.code
+        )),
+        watcher::Error::NoResourceVersion => Failure::Failed(format!(
+            "watching {}: the server sent no resourceVersion",
+            kind.plural()
+        )),
     }
 }
 
@@ -554,17 +509,119 @@ pub fn event_summary(event: &Value) -> Value {
 mod tests {
     use super::*;
 
+    fn status(code: u16) -> Box<kube::core::Status> {
+        kube::core::Status::failure("no", "Reason")
+            .with_code(code)
+            .boxed()
+    }
+
     #[test]
-    fn backoff_doubles_up_to_the_cap_with_at_most_a_quarter_of_jitter() {
-        let options = WatchOptions {
-            watch_timeout: Duration::from_secs(60),
-            base_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(8),
+    fn watcher_errors_map_to_expiry_refusal_or_failure() {
+        let kind = WatchedKind::Pod;
+        let check = |error: watcher::Error, expected: &str| {
+            let got = match failure(kind, &error) {
+                Failure::Expired => "expired".to_owned(),
+                Failure::Refused(message) => format!("refused: {message}"),
+                Failure::Failed(message) => format!("failed: {message}"),
+            };
+            assert!(got.starts_with(expected), "{error}: {got}");
         };
-        for (failures, full) in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (9, 8.0), (60, 8.0)] {
-            let delay = backoff(&options, failures).as_secs_f64();
-            assert!(delay <= full && delay >= full * 0.75, "{failures}: {delay}");
+        check(watcher::Error::WatchError(status(410)), "expired");
+        check(
+            watcher::Error::InitialListFailed(kube::Error::Api(status(410))),
+            "expired",
+        );
+        for code in [401, 403, 404] {
+            check(
+                watcher::Error::InitialListFailed(kube::Error::Api(status(code))),
+                "refused: listing pods",
+            );
+            check(
+                watcher::Error::WatchStartFailed(kube::Error::Api(status(code))),
+                "refused: watching pods",
+            );
         }
+        check(
+            watcher::Error::WatchStartFailed(kube::Error::Api(status(500))),
+            "failed: watching pods",
+        );
+        check(
+            watcher::Error::WatchError(status(500)),
+            "failed: watching pods: no (500)",
+        );
+        check(watcher::Error::NoResourceVersion, "failed: watching pods");
+    }
+
+    fn pod(name: &str) -> DynamicObject {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"namespace": "shop", "name": name, "resourceVersion": "7"},
+            "status": {"phase": "Running"},
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_list_ends_with_the_names_it_saw_and_an_outage_ends_at_the_first_answer() {
+        let kind = WatchedKind::Pod;
+        let (sender, mut received) = mpsc::channel(16);
+        let mut progress = Progress {
+            failures: 3,
+            unreachable: true,
+            ..Progress::default()
+        };
+        for event in [
+            watcher::Event::Init,
+            watcher::Event::InitApply(pod("a")),
+            watcher::Event::InitApply(pod("b")),
+            watcher::Event::InitDone,
+            watcher::Event::Apply(pod("c")),
+            watcher::Event::Delete(pod("a")),
+            watcher::Event::Init,
+            watcher::Event::InitDone,
+        ] {
+            assert!(progress.pass_on(kind, event, &sender).await);
+        }
+        drop(sender);
+        let mut seen = Vec::new();
+        while let Some(event) = received.recv().await {
+            seen.push(event);
+        }
+        let names = |names: &[&str]| -> HashSet<(String, String)> {
+            names
+                .iter()
+                .map(|n| ("shop".to_owned(), (*n).to_owned()))
+                .collect()
+        };
+        assert_eq!(seen[0], WatchEvent::Reachable { kind }, "before any object");
+        assert!(
+            matches!(&seen[1], WatchEvent::Applied { object, .. } if object["metadata"]["name"] == "a" && object["status"]["phase"] == "Running")
+        );
+        assert_eq!(seen[1].resource_version(), Some("7"));
+        assert_eq!(
+            seen[3],
+            WatchEvent::Listed {
+                kind,
+                present: names(&["a", "b"])
+            }
+        );
+        assert!(
+            matches!(&seen[4], WatchEvent::Applied { object, .. } if object["metadata"]["name"] == "c")
+        );
+        assert!(
+            matches!(&seen[5], WatchEvent::Deleted { object, .. } if object["metadata"]["name"] == "a")
+        );
+        assert_eq!(
+            seen[6],
+            WatchEvent::Listed {
+                kind,
+                present: names(&[])
+            },
+            "a new list forgets the names of the last one"
+        );
+        assert_eq!(seen.len(), 7);
+        assert_eq!(progress.failures, 0);
+        assert!(!progress.unreachable);
     }
 
     #[test]

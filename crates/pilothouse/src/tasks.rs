@@ -10,10 +10,7 @@ pub async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
-/// Now, in milliseconds since the Unix epoch (the store's times).
-pub fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
-}
+pub use pilothouse_types::{now_ms, rfc3339};
 
 /// A duration in milliseconds, saturating.
 pub fn millis(duration: Duration) -> i64 {

@@ -171,6 +171,36 @@ async fn deployment(
     pods
 }
 
+/// An object's resourceVersion, as a number.
+fn version_of(object: &impl kube::Resource) -> u64 {
+    object
+        .meta()
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .expect("a numeric resourceVersion")
+}
+
+/// Waits until no delivery to `receiver` is pending (each is delivered or
+/// given up) and returns them.
+async fn settled_deliveries(server: &Server, receiver: &str) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let deliveries = server
+            .get(&format!("/api/v1/receivers/{receiver}/deliveries"))
+            .await;
+        let deliveries = deliveries.as_array().cloned().unwrap_or_default();
+        if deliveries.iter().all(|d| d["state"] != "pending") {
+            return deliveries;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "deliveries still pending after 60s: {deliveries:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Waits for incidents matching the query to satisfy `done`.
 async fn wait_incidents(
     server: &Server,
@@ -234,11 +264,15 @@ async fn oom_killed_replicas_make_one_incident_with_logs_and_events_on_each_clus
     .unwrap();
     // the watch must have seen the running pods first (a pod first seen
     // already restarted counts from there)
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    a.set_pod_state("shop", &pods[0], &PodState::oom_killed(1))
+    server.wait_watched("inc-a", a, "pods").await;
+    let first = a
+        .set_pod_state("shop", &pods[0], &PodState::oom_killed(1))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // its logs are the ones captured: it must be the first occurrence
+    server
+        .wait_watched_version("inc-a", "pods", version_of(&first))
+        .await;
     for pod in &pods[1..] {
         a.set_pod_state("shop", pod, &PodState::oom_killed(1))
             .await
@@ -320,7 +354,13 @@ async fn oom_killed_replicas_make_one_incident_with_logs_and_events_on_each_clus
     // The same crash on the other cluster: a second incident, and both are
     // in one query.
     let other = deployment(b, "shop", "cart", 1).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // the watch restarted with the new settings and saw the running pods
+    server
+        .wait_cluster("inc-b", "the watch applying the new settings", |c| {
+            c["watch"]["incidents"]["exclude_namespaces"] == json!(["batch"])
+        })
+        .await;
+    server.wait_watched("inc-b", b, "pods").await;
     b.set_pod_state("batch", &ignored[0], &PodState::oom_killed(1))
         .await
         .unwrap();
@@ -447,7 +487,7 @@ async fn a_flapping_pod_reopens_its_incident_and_notifications_follow_routes_and
 
     // Crash, recover, crash again: one incident, reopened once.
     let pods = deployment(&cluster, "shop", "api", 1).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.wait_watched("flap", &cluster, "pods").await;
     cluster
         .set_pod_state("shop", &pods[0], &PodState::crash_loop(1, 1))
         .await
@@ -532,7 +572,7 @@ async fn a_flapping_pod_reopens_its_incident_and_notifications_follow_routes_and
         .await;
     assert_eq!(status, 400, "a silence of everything is refused");
     let leaky = deployment(&cluster, "shop", "leaky", 1).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.wait_watched("flap", &cluster, "pods").await;
     cluster
         .set_pod_state("shop", &leaky[0], &PodState::oom_killed(1))
         .await
@@ -542,7 +582,10 @@ async fn a_flapping_pod_reopens_its_incident_and_notifications_follow_routes_and
     })
     .await;
     assert_eq!(silenced[0]["reason"], "OOMKilled");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // the dispatcher muted it (the mark and what it queued are written
+    // together): nothing more was queued, and nothing more sent
+    let deliveries = settled_deliveries(&server, "hook").await;
+    assert_eq!(deliveries.len(), 3, "{deliveries:#?}");
     assert_eq!(receiver.bodies().len(), 3, "{:#?}", receiver.bodies());
 
     // Expiring the silence lets the incident through.
@@ -606,7 +649,7 @@ async fn a_receiver_down_gets_every_notification_exactly_once_across_a_pilothous
     for name in ["alpha", "beta", "gamma"] {
         all.push((name, deployment(&cluster, "shop", name, 2).await));
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.wait_watched("down", &cluster, "pods").await;
     for (_, pods) in &all {
         for pod in pods {
             cluster
@@ -644,15 +687,13 @@ async fn a_receiver_down_gets_every_notification_exactly_once_across_a_pilothous
 
     // The receiver comes back: every notification, once.
     let receiver = Receiver::start(port).await;
-    let bodies = receiver
+    receiver
         .wait("four notifications", |bodies| bodies.len() >= 4)
         .await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let bodies = if receiver.bodies().len() > bodies.len() {
-        receiver.bodies()
-    } else {
-        bodies
-    };
+    // every queued delivery is done: what arrived is all there is
+    let deliveries = settled_deliveries(&server, "later").await;
+    let bodies = receiver.bodies();
+    assert_eq!(deliveries.len(), 4, "{deliveries:#?}");
     let mut workloads: Vec<String> = bodies
         .iter()
         .map(|body| {
@@ -702,7 +743,7 @@ async fn watches_resume_after_an_apiserver_restart_without_counting_twice() {
     server.register("restart", &cluster, "eks", &["--sync-mode", "manual"]);
     let pods = deployment(&cluster, "shop", "worker", 1).await;
     let oneoff = deployment(&cluster, "shop", "oneoff", 1).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.wait_watched("restart", &cluster, "pods").await;
     cluster
         .set_pod_state("shop", &pods[0], &PodState::error(2, 1))
         .await
@@ -714,6 +755,8 @@ async fn watches_resume_after_an_apiserver_restart_without_counting_twice() {
     assert_eq!(open[0]["reason"], "Error", "{open:#?}");
 
     // The apiserver goes away: the incident cannot be told, it is unknown.
+    let lists = |c: &Value| c["watch"]["kinds"]["pods"]["lists"].as_u64().unwrap_or(0);
+    let before = lists(&server.get("/api/v1/clusters/restart").await);
     cluster.stop_apiserver();
     wait_incidents(&server, "workload=worker", "unknown", |i| {
         i[0]["status"] == "unknown"
@@ -724,8 +767,12 @@ async fn watches_resume_after_an_apiserver_restart_without_counting_twice() {
         i[0]["status"] == "open"
     })
     .await;
-    // Resumed, not double counted; and the next restart counts once.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Listed again, not double counted; and the next restart counts once.
+    server
+        .wait_cluster("restart", "a list of pods after the outage", |c| {
+            lists(c) > before && c["watch"]["kinds"]["pods"]["state"] == "watching"
+        })
+        .await;
     let same = server.get("/api/v1/incidents?workload=worker").await;
     assert_eq!(same["incidents"][0]["count"], 1, "{same}");
     cluster
@@ -740,7 +787,7 @@ async fn watches_resume_after_an_apiserver_restart_without_counting_twice() {
     // The pod recovers and the apiserver goes away during the hold-down:
     // once it is back, the pod (unchanged since) is seen healthy again and
     // the incident resolves.
-    cluster
+    let recovered = cluster
         .set_pod_state(
             "shop",
             &pods[0],
@@ -751,7 +798,9 @@ async fn watches_resume_after_an_apiserver_restart_without_counting_twice() {
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    server
+        .wait_watched_version("restart", "pods", version_of(&recovered))
+        .await;
     cluster.stop_apiserver();
     wait_incidents(
         &server,

@@ -50,6 +50,8 @@ pub(super) struct ClusterWatch {
     event_order: VecDeque<(String, String)>,
     /// The revision last synced to the cluster, refreshed now and then.
     revision: Option<String>,
+    /// What the watches reported and this task processed.
+    progress: super::progress::Progress,
 }
 
 impl ClusterWatch {
@@ -108,6 +110,7 @@ impl ClusterWatch {
             events: BTreeMap::new(),
             event_order: VecDeque::new(),
             revision,
+            progress: super::progress::Progress::default(),
         })
     }
 
@@ -134,7 +137,14 @@ impl ClusterWatch {
             tokio::select! {
                 () = super::stopped(&mut stop) => break,
                 event = events.recv() => match event {
-                    Some(event) => self.handle(event).await,
+                    Some(event) => {
+                        self.progress.processed(&event, now_ms());
+                        self.handle(event).await;
+                        // published when caught up, not for every event
+                        if events.is_empty() {
+                            self.publish_progress().await;
+                        }
+                    }
                     None => break,
                 },
                 _ = tick.tick() => self.tick().await,
@@ -149,6 +159,13 @@ impl ClusterWatch {
         for task in watches {
             task.abort();
         }
+    }
+
+    /// Hands the progress to the writer, which publishes it once the
+    /// changes sent before it are written.
+    async fn publish_progress(&self) {
+        let message = WriterMessage::Progress(self.cluster.clone(), self.progress.snapshot());
+        let _ = self.monitor.writer.send(message).await;
     }
 
     async fn refresh_revision(&mut self) {

@@ -10,6 +10,7 @@
 
 mod cluster;
 mod notify;
+mod progress;
 mod writer;
 
 use std::collections::HashMap;
@@ -82,6 +83,8 @@ pub struct Monitor {
     outbox_changed: Notify,
     /// Wakes the supervisor: a cluster was registered or removed.
     clusters_changed: Notify,
+    /// How far each cluster's watches have got.
+    watch_states: Arc<progress::WatchStates>,
 }
 
 impl Monitor {
@@ -95,6 +98,7 @@ impl Monitor {
     ) -> (Arc<Self>, Vec<JoinHandle<()>>) {
         let (requests, received) = mpsc::channel(16 * 1024);
         let (written, incidents) = mpsc::unbounded_channel();
+        let watch_states = Arc::new(progress::WatchStates::default());
         let monitor = Arc::new(Self {
             store: store.clone(),
             key,
@@ -104,12 +108,14 @@ impl Monitor {
             notifications_changed: Notify::new(),
             outbox_changed: Notify::new(),
             clusters_changed: Notify::new(),
+            watch_states: Arc::clone(&watch_states),
         });
         let tasks = vec![
             tokio::spawn(writer::run(
                 store,
                 received,
                 written,
+                watch_states,
                 settings.call_timeout,
                 stop.clone(),
             )),
@@ -137,6 +143,7 @@ impl Monitor {
                         if !keep {
                             let _ = stop.send(true);
                             task.abort();
+                            self.watch_states.stopped(name);
                         }
                         keep
                     });
@@ -158,11 +165,11 @@ impl Monitor {
                                     (registration(&cluster), task, stop),
                                 );
                             }
-                            Err(error) => tracing::warn!(
-                                cluster = %cluster.name,
-                                error = format!("{error:#}"),
-                                "cannot watch the cluster yet"
-                            ),
+                            Err(error) => {
+                                let error = format!("{error:#}");
+                                tracing::warn!(cluster = %cluster.name, %error, "cannot watch the cluster yet");
+                                self.watch_states.not_started(&cluster.name, error);
+                            }
                         }
                     }
                 }
@@ -207,6 +214,8 @@ impl Monitor {
             cluster::ClusterWatch::new(Arc::clone(self), cluster.name.clone(), client, detect)
                 .await?;
         let (stop, stopped) = watch::channel(false);
+        self.watch_states
+            .started(&cluster.name, cluster.incident_settings.clone());
         Ok((tokio::spawn(watch.run(stopped)), stop))
     }
 
@@ -241,6 +250,10 @@ impl pilothouse_api::IncidentControl for MonitorHandle {
 
     fn clusters_changed(&self) {
         self.0.clusters_changed.notify_one();
+    }
+
+    fn watch_state(&self, cluster: &str) -> Option<pilothouse_api::ClusterWatchView> {
+        self.0.watch_states.get(cluster)
     }
 }
 

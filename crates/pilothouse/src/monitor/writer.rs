@@ -4,10 +4,11 @@
 //! captures of new incidents and passes the written incidents on to the
 //! notification dispatcher.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use pilothouse_api::KindWatchView;
 use pilothouse_fleet::LogRequest;
 use pilothouse_store::{IncidentWrite, Store};
 use serde_json::Value;
@@ -31,6 +32,9 @@ pub(super) enum WriterMessage {
     /// Answered once everything sent before it is written (a cluster's
     /// watch restarting reads the store only after its old writes landed).
     Barrier(oneshot::Sender<()>),
+    /// A cluster's watch progress, published once everything sent before
+    /// it is written.
+    Progress(String, BTreeMap<String, KindWatchView>),
 }
 
 /// One incident's new state, and what to capture if it is new.
@@ -65,6 +69,7 @@ pub(super) async fn run(
     store: Store,
     mut requests: mpsc::Receiver<WriterMessage>,
     written: mpsc::UnboundedSender<(i64, IncidentWrite)>,
+    watch_states: Arc<super::progress::WatchStates>,
     capture_timeout: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -83,6 +88,7 @@ pub(super) async fn run(
             return;
         }
         let mut barriers = Vec::new();
+        let mut progress = Vec::new();
         let writes: Vec<WriteRequest> = batch
             .drain(..)
             .filter_map(|message| match message {
@@ -91,9 +97,16 @@ pub(super) async fn run(
                     barriers.push(done);
                     None
                 }
+                WriterMessage::Progress(cluster, kinds) => {
+                    progress.push((cluster, kinds));
+                    None
+                }
             })
             .collect();
         write_batch(&store, writes, &written, &captures, capture_timeout).await;
+        for (cluster, kinds) in progress {
+            watch_states.publish(&cluster, kinds);
+        }
         for done in barriers {
             let _ = done.send(());
         }

@@ -386,6 +386,48 @@ impl Server {
         }
     }
 
+    /// Waits until the monitor's watch of `kind` (`pods`, `nodes`,
+    /// `warning_events`) on cluster `name` has processed the object version
+    /// `version`: every change up to it is applied to incidents and in the
+    /// store. Versions are compared as numbers, as the API server's are.
+    pub async fn wait_watched_version(&self, name: &str, kind: &str, version: u64) -> Value {
+        self.wait_cluster(name, &format!("the {kind} watch reaching {version}"), |c| {
+            let watch = &c["watch"]["kinds"][kind];
+            watch["listed"] == true
+                && watch["resource_version"]
+                    .as_str()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .is_some_and(|seen| seen >= version)
+        })
+        .await
+    }
+
+    /// Waits until the monitor's watch of `kind` on cluster `name` has
+    /// processed every object of that kind that `cluster` holds now.
+    pub async fn wait_watched(&self, name: &str, cluster: &TestCluster, kind: &str) -> Value {
+        let args: &[&str] = match kind {
+            "pods" => &["pods", "--all-namespaces"],
+            "nodes" => &["nodes"],
+            "warning_events" => &[
+                "events",
+                "--all-namespaces",
+                "--field-selector=type=Warning",
+            ],
+            other => panic!("no watch of {other}"),
+        };
+        let newest = kubectl_items(cluster, args)
+            .iter()
+            .filter_map(|item| {
+                item["metadata"]["resourceVersion"]
+                    .as_str()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0);
+        self.wait_watched_version(name, kind, newest).await
+    }
+
     /// Waits until the cluster's last finished sync worked on `revision`.
     pub async fn wait_synced(&self, name: &str, revision: &str) -> Value {
         self.wait_cluster(name, &format!("a sync of {revision}"), |c| {

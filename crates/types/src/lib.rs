@@ -1,0 +1,15 @@
+//! The vocabulary every Pilothouse crate shares.
+//!
+//! Values that several crates name — how long to wait before a retry, a
+//! duration as a person writes it — are defined here once, so that the
+//! store, the cluster client, the incident engine, the notifier and the API
+//! cannot disagree on them. This crate is a leaf: it depends on none of
+//! ours, does no I/O and keeps no state.
+
+mod backoff;
+mod duration;
+mod time;
+
+pub use backoff::{Backoff, jittered};
+pub use duration::{DurationError, format_duration, parse_duration};
+pub use time::{now_ms, rfc3339};
