@@ -467,18 +467,12 @@ fn no_route(id: i64) -> ApiError {
     ApiError::NotFound(format!("no route {id}"))
 }
 
-/// A duration like `30s`, `5m`, `4h` or `1h30m` in milliseconds.
+/// A duration like `30s`, `5m`, `4h`, `1h30m` or `2d` in milliseconds (the
+/// CLI's flags read durations the same way).
 fn duration(field: &str, text: Option<&str>, default: &str) -> Result<i64, ApiError> {
     let text = text.unwrap_or(default);
-    let parsed: jiff::SignedDuration = text.parse().map_err(|_| {
-        ApiError::bad_field(
-            field,
-            format!("`{text}` is not a duration like 30s, 5m or 4h"),
-        )
-    })?;
-    if parsed.is_negative() {
-        return Err(ApiError::bad_field(field, format!("`{text}` is negative")));
-    }
+    let parsed = pilothouse_types::parse_duration(text)
+        .map_err(|error| ApiError::bad_field(field, error.to_string()))?;
     i64::try_from(parsed.as_millis())
         .map_err(|_| ApiError::bad_field(field, format!("`{text}` is too long")))
 }
@@ -494,9 +488,11 @@ fn positive(field: &str, ms: i64) -> Result<i64, ApiError> {
     }
 }
 
-/// A duration in milliseconds as `jiff` writes it (`30s`, `4h`, `1h 30m`).
+/// A duration in milliseconds as people write it (`30s`, `4h`, `1h 30m`).
 fn friendly(ms: i64) -> String {
-    format!("{:#}", jiff::SignedDuration::from_millis(ms))
+    pilothouse_types::format_duration(std::time::Duration::from_millis(
+        u64::try_from(ms).unwrap_or(0),
+    ))
 }
 
 /// A silence: incidents matching it are recorded but not notified between

@@ -108,9 +108,8 @@ pub async fn check_and_record(
 /// the interval, doubling with each failure (10 s, 20 s, 40 s … for a 60 s
 /// interval), capped at `max_backoff`.
 fn backoff(settings: &CheckSettings, failures: u32) -> Duration {
-    let base = (settings.interval / 6).max(Duration::from_secs(1));
-    let factor = 1u32 << failures.saturating_sub(1).min(16);
-    base.saturating_mul(factor).min(settings.max_backoff)
+    let first = (settings.interval / 6).max(Duration::from_secs(1));
+    pilothouse_types::Backoff::new(first, settings.max_backoff).delay(failures)
 }
 
 fn millis(duration: Duration) -> i64 {

@@ -102,10 +102,7 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(10 * 60);
 /// jitter: the caller adds some if it wants. A receiver's own
 /// [`DeliveryError::retry_after`] should win when it is longer.
 pub fn backoff(attempt: u32) -> Duration {
-    let factor = 1u32.checked_shl(attempt).unwrap_or(u32::MAX);
-    BACKOFF_INITIAL
-        .checked_mul(factor)
-        .map_or(BACKOFF_MAX, |d| d.min(BACKOFF_MAX))
+    pilothouse_types::Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX).delay(attempt.saturating_add(1))
 }
 
 #[cfg(test)]

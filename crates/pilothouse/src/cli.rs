@@ -8,7 +8,6 @@ mod backup;
 mod client;
 mod cluster;
 mod drift;
-mod duration;
 mod incidents;
 mod render;
 mod serve;

@@ -23,7 +23,7 @@ use pilothouse_render::{Cloud as ProfileCloud, CloudProfile, CloudProfiles};
 use pilothouse_store::{Cloud, Cluster, MasterKey, Store};
 use serde_json::Value;
 
-use super::duration::parse_duration;
+use pilothouse_types::parse_duration;
 
 /// Where the service's state is.
 #[derive(Debug, Args)]

@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::client::{Output, ServerArgs, block_on, field, print, render_table};
-use super::duration::parse_duration;
+use pilothouse_types::parse_duration;
 
 /// `pilothouse incidents`
 #[derive(Debug, Args)]

@@ -22,10 +22,10 @@ use pilothouse_notify::DestinationPolicy;
 use pilothouse_store::{MasterKey, RepositorySettings, Scope, SecretChange, Store};
 use tracing_subscriber::EnvFilter;
 
-use super::duration::parse_duration;
 use crate::controller::{ControlHandle, Controller, ControllerSettings};
 use crate::monitor::{Monitor, MonitorHandle, MonitorSettings};
 use crate::tasks::millis;
+use pilothouse_types::parse_duration;
 
 /// Options of `pilothouse serve`.
 #[derive(Debug, Args)]

@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::client::{Output, ServerArgs, block_on, field, print, render_table};
-use super::duration::parse_duration;
+use pilothouse_types::parse_duration;
 
 /// Options of `pilothouse sync`.
 #[derive(Debug, Args)]

@@ -22,7 +22,7 @@ use pilothouse_store::{
 use tokio::sync::watch;
 
 use super::syncer::{inventory_entry, render_cluster};
-use super::{Controller, now_ms, random_fraction, stopped};
+use super::{Controller, now_ms, stopped};
 
 /// What the last scan found for one object, reusable while neither side
 /// changes.
@@ -68,13 +68,9 @@ impl Controller {
                 if !due {
                     continue;
                 }
-                let jitter = self
-                    .settings
-                    .drift_interval
-                    .mul_f64(0.1 * random_fraction());
                 next_scan.insert(
                     cluster.name.clone(),
-                    now + self.settings.drift_interval + jitter,
+                    now + pilothouse_types::jittered(self.settings.drift_interval, 0.1),
                 );
                 let controller = Arc::clone(&self);
                 tokio::spawn(async move {

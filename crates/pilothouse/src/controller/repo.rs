@@ -13,7 +13,7 @@ use pilothouse_store::{Repository, RepositoryEventKind, RevisionRecord};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::watch;
 
-use super::{Controller, random_fraction, stopped};
+use super::{Controller, stopped};
 
 /// Checkouts kept besides the ones in use.
 const CHECKOUTS_KEPT: usize = 8;
@@ -32,7 +32,7 @@ impl Controller {
                 }
                 _ => Duration::from_secs(60),
             };
-            let wait = interval.mul_f64(1.0 + 0.1 * random_fraction());
+            let wait = pilothouse_types::jittered(interval, 0.1);
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = self.fetch_wanted.notified() => {}

@@ -15,6 +15,7 @@ use pilothouse_store::{
     Cluster, ClusterSyncStatus, Health, InventoryRecord, ObjectAction, ScanTrigger, SyncMode,
     SyncObjectRecord, SyncRecord, SyncResult, SyncTrigger,
 };
+use pilothouse_types::Backoff;
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -441,15 +442,10 @@ impl Controller {
     }
 
     /// When to retry after this cluster's next failure: the base backoff,
-    /// doubling with each failure in a row, capped.
+    /// doubling with each failure in a row, capped, with jitter.
     fn retry_at(&self, cluster: &Cluster) -> i64 {
-        let factor = 1u32 << cluster.sync.failures.min(16);
-        let delay = self
-            .settings
-            .base_backoff
-            .saturating_mul(factor)
-            .min(self.settings.max_backoff);
-        now_ms() + millis(delay)
+        let backoff = Backoff::new(self.settings.base_backoff, self.settings.max_backoff);
+        now_ms() + millis(backoff.jittered_delay(cluster.sync.failures.saturating_add(1)))
     }
 
     pub(super) async fn all_clusters(&self) -> anyhow::Result<Vec<Cluster>> {
