@@ -26,6 +26,23 @@ pub trait IncidentControl: Send + Sync + 'static {
         let _ = cluster;
         None
     }
+    /// Stored notification entries the notifier could not read.
+    fn unreadable_notification_entries(&self) -> UnreadableEntries {
+        UnreadableEntries::default()
+    }
+}
+
+/// Counts of stored notification entries the notifier could not read at its
+/// last reload (each is also logged, and routes and silences carry their
+/// `error` in the API).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnreadableEntries {
+    /// Routes: they route nothing.
+    pub routes: u64,
+    /// Silences: they mute nothing.
+    pub silences: u64,
+    /// Notification groups restored at start: they start anew.
+    pub groups: u64,
 }
 
 /// An incident: one group of failures (cluster, namespace, owning workload,

@@ -46,7 +46,7 @@ pub use gitops::{
     BoxFuture, GitCredentials, GitOpsControl, ScaffoldError, Scaffolded,
     open_repository_credentials,
 };
-pub use incidents::IncidentControl;
+pub use incidents::{IncidentControl, UnreadableEntries};
 pub use metrics::HttpMetrics;
 pub use server::{ServerOptions, ServerTls, TlsSetupError, serve};
 

@@ -201,6 +201,19 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
             escape_label(&reason)
         );
     }
+    let unreadable = state.incidents.unreadable_notification_entries();
+    out.push_str("# HELP pilothouse_notification_entries_unreadable Stored routes, silences and notification groups the notifier cannot read (they route, mute or remember nothing until replaced).\n");
+    out.push_str("# TYPE pilothouse_notification_entries_unreadable gauge\n");
+    for (kind, count) in [
+        ("route", unreadable.routes),
+        ("silence", unreadable.silences),
+        ("group", unreadable.groups),
+    ] {
+        let _ = writeln!(
+            out,
+            "pilothouse_notification_entries_unreadable{{kind=\"{kind}\"}} {count}"
+        );
+    }
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -7,7 +7,7 @@
 use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use pilothouse_incidents::{Label, parse_matchers};
+use pilothouse_incidents::{parse_group_by, parse_matchers};
 use pilothouse_notify::ReceiverConfig;
 use pilothouse_store::{
     ApiToken, OutboxRecord, ReceiverKind, ReceiverRecord, ReceiverWrite, RouteRecord, RouteWrite,
@@ -300,11 +300,21 @@ pub struct RouteView {
     /// Go on to later routes after this one matched.
     #[serde(rename = "continue")]
     pub continue_matching: bool,
+    /// Why the stored route cannot be used (its matchers or labels do not
+    /// read any more, after an upgrade, say): it routes nothing until it is
+    /// replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl From<RouteRecord> for RouteView {
     fn from(record: RouteRecord) -> Self {
+        let error = parse_matchers(&record.matchers)
+            .err()
+            .or_else(|| parse_group_by(&record.group_by).err())
+            .map(|error| error.to_string());
         Self {
+            error,
             id: record.id,
             position: record.position,
             receiver: record.receiver,
@@ -433,17 +443,8 @@ fn route_write(body: RouteBody) -> Result<RouteWrite, ApiError> {
     let group_by = body
         .group_by
         .unwrap_or_else(|| DEFAULT_GROUP_BY.map(str::to_owned).to_vec());
-    for label in &group_by {
-        if !Label::ALL.iter().any(|known| known.as_str() == label) {
-            return Err(ApiError::bad_field(
-                "group_by",
-                format!(
-                    "`{label}` is not a label; use {}",
-                    Label::ALL.map(Label::as_str).join(", ")
-                ),
-            ));
-        }
-    }
+    parse_group_by(&group_by)
+        .map_err(|error| ApiError::bad_field("group_by", error.to_string()))?;
     Ok(RouteWrite {
         receiver: body.receiver,
         matchers,
@@ -516,6 +517,10 @@ pub struct SilenceView {
     pub state: String,
     /// When it was created (RFC 3339).
     pub created_at: String,
+    /// Why the stored silence cannot be used (its matchers do not read any
+    /// more): it mutes nothing until it is replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl SilenceView {
@@ -529,13 +534,16 @@ impl SilenceView {
         };
         Self {
             id: record.id,
-            matchers: record.matchers,
             starts_at: rfc3339(record.starts_at),
             ends_at: rfc3339(record.ends_at),
             author: record.author,
             comment: record.comment,
             state: state.to_owned(),
             created_at: rfc3339(record.created_at),
+            error: parse_matchers(&record.matchers)
+                .err()
+                .map(|error| error.to_string()),
+            matchers: record.matchers,
         }
     }
 }
@@ -701,5 +709,51 @@ mod tests {
         assert!(duration("x", Some("-5m"), "30s").is_err());
         assert_eq!(friendly(30_000), "30s");
         assert_eq!(friendly(4 * 3_600_000), "4h");
+    }
+
+    #[test]
+    fn stored_entries_that_no_longer_read_say_why() {
+        let route = |matchers: Value, group_by: &[&str]| {
+            RouteView::from(RouteRecord {
+                id: 1,
+                position: 0,
+                receiver_id: 1,
+                receiver: "hook".into(),
+                matchers,
+                group_by: group_by.iter().map(|l| (*l).to_owned()).collect(),
+                group_wait_ms: 30_000,
+                group_interval_ms: 300_000,
+                repeat_interval_ms: 14_400_000,
+                send_resolved: true,
+                continue_matching: false,
+                created_at: 0,
+                updated_at: 0,
+            })
+            .error
+        };
+        let good = serde_json::json!([{"label": "cluster", "op": "=", "value": "a"}]);
+        assert_eq!(route(good.clone(), &["cluster"]), None);
+        let error = route(good.clone(), &["cluster", "pod"]).expect("an unknown label");
+        assert!(error.contains("`pod`"), "{error}");
+        let bad = serde_json::json!([{"label": "cluster", "op": "=~", "value": "(a"}]);
+        assert!(route(bad.clone(), &["cluster"]).is_some());
+        let silence = |matchers: Value| {
+            SilenceView::of(
+                SilenceRecord {
+                    id: 1,
+                    matchers,
+                    starts_at: 0,
+                    ends_at: 10,
+                    author: "me".into(),
+                    comment: "x".into(),
+                    created_at: 0,
+                    expired_at: None,
+                },
+                5,
+            )
+            .error
+        };
+        assert_eq!(silence(good), None);
+        assert!(silence(bad).is_some());
     }
 }

@@ -19,6 +19,9 @@ use std::sync::OnceLock;
 
 use serde_yaml::Value;
 
+mod support;
+use support::{prometheus_tool, repo_root};
+
 /// The label each cloud overlay puts on every object.
 const CLOUD_LABEL: &str = "pilothouse.dev/cloud";
 /// The label the base puts on every object.
@@ -371,13 +374,6 @@ struct Render {
     rel: String,
     kind: DirKind,
     objects: Vec<Value>,
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("the repository root exists")
 }
 
 /// `manifests/`, every `overlays/*` and every `gitops/clusters/*` that holds a
@@ -1459,55 +1455,6 @@ fn pinned_image(image: &str) -> Result<(), String> {
 // ---------------------------------------------------------------------------
 // promtool / amtool
 // ---------------------------------------------------------------------------
-
-/// The binary named by `env_var`, else the one scripts/install-promtool.sh
-/// builds into the cache for the versions in testenv-tools/prometheus/go.mod.
-fn prometheus_tool(name: &str, env_var: &str) -> PathBuf {
-    if let Some(path) = std::env::var_os(env_var) {
-        let path = PathBuf::from(path);
-        assert!(
-            path.is_file(),
-            "{env_var}={} does not exist",
-            path.display()
-        );
-        return path;
-    }
-    let root = repo_root();
-    let go_mod = std::fs::read_to_string(root.join("testenv-tools/prometheus/go.mod"))
-        .expect("reading testenv-tools/prometheus/go.mod");
-    let version = |module: &str| {
-        go_mod
-            .lines()
-            .map(str::split_whitespace)
-            .find_map(|mut words| {
-                (words.next() == Some(module))
-                    .then(|| words.next())
-                    .flatten()
-            })
-            .filter(|v| v.starts_with('v'))
-            .unwrap_or_else(|| panic!("testenv-tools/prometheus/go.mod does not require {module}"))
-            .to_string()
-    };
-    let cache = std::env::var_os("PILOTHOUSE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").expect("HOME or PILOTHOUSE_CACHE must be set");
-            PathBuf::from(home).join(".cache/pilothouse")
-        });
-    let path = cache.join("tools").join(format!(
-        "prometheus-{}-alertmanager-{}",
-        version("github.com/prometheus/prometheus"),
-        version("github.com/prometheus/alertmanager")
-    ));
-    let path = path.join(name);
-    assert!(
-        path.is_file(),
-        "{name} not found at {}: run scripts/install-promtool.sh (builds promtool and amtool from Go \
-         modules, a few minutes cold) or set {env_var}",
-        path.display()
-    );
-    path
-}
 
 fn run_checker(rel: &str, command: &mut Command) {
     let shown = format!("{command:?}");

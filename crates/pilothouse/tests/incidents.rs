@@ -429,6 +429,11 @@ async fn oom_killed_replicas_make_one_incident_with_logs_and_events_on_each_clus
         metrics.contains("pilothouse_incidents_open{cluster=\"inc-a\",reason=\"OOMKilled\"} 1"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("pilothouse_notification_entries_unreadable{kind=\"route\"} 0"),
+        "{metrics}"
+    );
+    promtool_check_metrics(&metrics);
 }
 
 #[tokio::test]

@@ -319,6 +319,12 @@ impl From<Matcher> for MatcherSpec {
     }
 }
 
+/// Reads a route's `group_by` labels; an unknown label is an error, never
+/// left out (which would silently change how incidents are grouped).
+pub fn parse_group_by(labels: &[String]) -> Result<Vec<Label>, IncidentsError> {
+    labels.iter().map(|label| Label::from_str(label)).collect()
+}
+
 /// Reads a list of matchers, `[{"label": "cluster", "op": "=", "value":
 /// "aks"}, …]`, checking labels, operators and patterns; an error names the
 /// first bad matcher by position and text and says what is wrong with it.

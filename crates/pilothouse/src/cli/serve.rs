@@ -4,8 +4,8 @@
 //! SQLite store, the master key (0600) that seals cluster credentials, and the
 //! first admin API token (0600, printed once when it is created), and the
 //! Git mirror and checkouts of the desired-state repository (`git/`). The
-//! desired-state repository defaults to the checkout this binary was built
-//! from (or the current directory when it is one).
+//! desired-state repository defaults to the Git checkout `serve` is started
+//! in, else the one this binary was built from (either must hold `gitops/`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -514,25 +514,46 @@ async fn bind_legacy_repository_credentials(store: &Store, key: &MasterKey) -> a
     Ok(())
 }
 
-/// This repository's own checkout and its current branch: the one the
-/// binary was built from, else the current directory, if it is a Git
-/// work tree holding `gitops/`.
+/// The desired-state checkout to use when none is configured, and its
+/// current branch: the Git work tree `serve` is started in (or under),
+/// else the one this binary was built from, if it holds `gitops/`.
 fn default_repository() -> Option<(String, String)> {
-    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let candidates = [built_from, std::env::current_dir().ok()?];
-    candidates.iter().find_map(|dir| {
-        let dir = std::fs::canonicalize(dir).ok()?;
-        if !dir.join("gitops").is_dir() || !dir.join(".git").exists() {
-            return None;
-        }
-        let head = std::fs::read_to_string(dir.join(".git/HEAD")).ok();
-        let branch = head
-            .as_deref()
-            .and_then(|h| h.trim().strip_prefix("ref: refs/heads/"))
-            .unwrap_or("main")
-            .to_owned();
-        Some((dir.to_string_lossy().into_owned(), branch))
-    })
+    let started_in = std::env::current_dir().ok();
+    let built_from = Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
+    [started_in, built_from]
+        .into_iter()
+        .flatten()
+        .find_map(|dir| checkout_holding_gitops(&dir))
+}
+
+/// The work tree `dir` is in, with its branch, if it holds `gitops/`.
+fn checkout_holding_gitops(dir: &Path) -> Option<(String, String)> {
+    let dir = std::fs::canonicalize(dir).ok()?;
+    let root = dir.ancestors().find(|d| d.join(".git").exists())?;
+    if !root.join("gitops").is_dir() {
+        return None;
+    }
+    let branch = git_dir(root)
+        .and_then(|git| std::fs::read_to_string(git.join("HEAD")).ok())
+        .and_then(|head| {
+            head.trim()
+                .strip_prefix("ref: refs/heads/")
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "main".to_owned());
+    Some((root.to_string_lossy().into_owned(), branch))
+}
+
+/// A work tree's Git directory: `.git` itself, or where a `.git` file (a
+/// linked work tree, a submodule) points.
+fn git_dir(root: &Path) -> Option<PathBuf> {
+    let dot_git = root.join(".git");
+    if dot_git.is_dir() {
+        return Some(dot_git);
+    }
+    let text = std::fs::read_to_string(&dot_git).ok()?;
+    let target = text.trim().strip_prefix("gitdir:")?.trim();
+    Some(root.join(target))
 }
 
 /// Creates the first admin token when the store has none: written once to
@@ -629,6 +650,40 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_repository_is_the_checkout_serve_starts_in() {
+        let top = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(top.path()).unwrap();
+        std::fs::create_dir_all(root.join(".git")).unwrap();
+        std::fs::write(root.join(".git/HEAD"), "ref: refs/heads/trunk\n").unwrap();
+        std::fs::create_dir_all(root.join("gitops/clusters")).unwrap();
+        let found = |dir: &Path| checkout_holding_gitops(dir);
+        let expected = Some((root.to_string_lossy().into_owned(), "trunk".to_owned()));
+        assert_eq!(found(&root), expected);
+        assert_eq!(found(&root.join("gitops/clusters")), expected, "from below");
+
+        // a linked work tree: `.git` is a file naming the Git directory
+        let linked = root.join("linked");
+        std::fs::create_dir_all(linked.join("gitops")).unwrap();
+        std::fs::create_dir_all(root.join(".git/worktrees/linked")).unwrap();
+        std::fs::write(
+            root.join(".git/worktrees/linked/HEAD"),
+            "ref: refs/heads/topic\n",
+        )
+        .unwrap();
+        std::fs::write(linked.join(".git"), "gitdir: ../.git/worktrees/linked\n").unwrap();
+        assert_eq!(
+            found(&linked),
+            Some((linked.to_string_lossy().into_owned(), "topic".to_owned()))
+        );
+
+        // a detached HEAD reads as main; no gitops/ is no default
+        std::fs::write(root.join(".git/HEAD"), "0123abcd\n").unwrap();
+        assert_eq!(found(&root).unwrap().1, "main");
+        std::fs::remove_dir_all(root.join("gitops")).unwrap();
+        assert_eq!(found(&root), None);
+    }
 
     #[test]
     fn plain_http_off_loopback_is_warned_about() {

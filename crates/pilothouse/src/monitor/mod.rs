@@ -85,6 +85,28 @@ pub struct Monitor {
     clusters_changed: Notify,
     /// How far each cluster's watches have got.
     watch_states: Arc<progress::WatchStates>,
+    /// Stored notification entries the notifier could not read.
+    unreadable: UnreadableCounts,
+}
+
+/// See [`pilothouse_api::UnreadableEntries`].
+#[derive(Default)]
+struct UnreadableCounts(std::sync::Mutex<pilothouse_api::UnreadableEntries>);
+
+impl UnreadableCounts {
+    fn get(&self) -> pilothouse_api::UnreadableEntries {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set(&self, counts: pilothouse_api::UnreadableEntries) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = counts;
+    }
 }
 
 impl Monitor {
@@ -109,6 +131,7 @@ impl Monitor {
             outbox_changed: Notify::new(),
             clusters_changed: Notify::new(),
             watch_states: Arc::clone(&watch_states),
+            unreadable: UnreadableCounts::default(),
         });
         let tasks = vec![
             tokio::spawn(writer::run(
@@ -254,6 +277,10 @@ impl pilothouse_api::IncidentControl for MonitorHandle {
 
     fn watch_state(&self, cluster: &str) -> Option<pilothouse_api::ClusterWatchView> {
         self.0.watch_states.get(cluster)
+    }
+
+    fn unreadable_notification_entries(&self) -> pilothouse_api::UnreadableEntries {
+        self.0.unreadable.get()
     }
 }
 

@@ -11,13 +11,13 @@
 //! `Idempotency-Key` (and email `Message-ID`) so receivers can drop it.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt as _;
+use pilothouse_api::UnreadableEntries as Unreadable;
 use pilothouse_incidents::{
-    Alert, AlertLabels, Dispatcher, Flush, GroupState, Label, RouteSpec, SilenceSpec,
+    Alert, AlertLabels, Dispatcher, Flush, GroupState, RouteSpec, SilenceSpec, parse_group_by,
     parse_matchers,
 };
 use pilothouse_notify::{
@@ -132,7 +132,10 @@ impl Monitor {
                         .restore(group.route_id, group.group_key, restored);
                 }
                 Err(error) => {
-                    tracing::warn!(route = group.route_id, group = %group.group_key, %error, "a stored notification group is unreadable; it starts anew")
+                    tracing::error!(route = group.route_id, group = %group.group_key, %error, "a stored notification group is unreadable; it starts anew");
+                    let mut counts = self.unreadable.get();
+                    counts.groups += 1;
+                    self.unreadable.set(counts);
                 }
             }
         }
@@ -452,23 +455,27 @@ impl DispatchState {
 
     /// Reads routes, receivers and silences anew.
     async fn reload(&mut self, monitor: &Monitor) -> anyhow::Result<()> {
+        let mut unreadable = Unreadable {
+            groups: monitor.unreadable.get().groups,
+            ..Unreadable::default()
+        };
         let mut routes = Vec::new();
         self.receivers.clear();
         for route in monitor.store.list_routes().await? {
             self.receivers
                 .insert(route.receiver_id, route.receiver.clone());
-            let matchers = match parse_matchers(&route.matchers) {
-                Ok(matchers) => matchers,
+            // an unreadable route routes nothing; the API shows it with
+            // its error, and /metrics counts it
+            let (matchers, group_by) = match parse_matchers(&route.matchers)
+                .and_then(|matchers| Ok((matchers, parse_group_by(&route.group_by)?)))
+            {
+                Ok(read) => read,
                 Err(error) => {
-                    tracing::warn!(route = route.id, %error, "a stored route is unreadable; skipped");
+                    tracing::error!(route = route.id, %error, "a stored route is unreadable; it routes nothing until it is replaced");
+                    unreadable.routes += 1;
                     continue;
                 }
             };
-            let group_by = route
-                .group_by
-                .iter()
-                .filter_map(|label| Label::from_str(label).ok())
-                .collect();
             routes.push(RouteSpec {
                 matchers,
                 group_by,
@@ -493,12 +500,14 @@ impl DispatchState {
                     ends_at_ms: silence.ends_at,
                 }),
                 Err(error) => {
-                    tracing::warn!(silence = silence.id, %error, "a stored silence is unreadable; skipped");
+                    tracing::error!(silence = silence.id, %error, "a stored silence is unreadable; it mutes nothing until it is replaced");
+                    unreadable.silences += 1;
                 }
             }
         }
         self.dispatcher.set_routes(routes);
         self.dispatcher.set_silences(silences);
+        monitor.unreadable.set(unreadable);
         Ok(())
     }
 }

@@ -17,7 +17,10 @@ pub const WEBHOOK_SECRET: &str = "test-webhook-secret-0123456789";
 
 /// This repository's root (the shipped desired state lives there).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the repository root exists")
 }
 
 pub fn git(dir: &Path, args: &[&str]) -> String {
@@ -604,5 +607,81 @@ pub fn small_state(work: &Path) {
          apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels: {app: web, tier: front}\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n        - name: web\n          image: nginx:1.27\n          ports:\n            - containerPort: 80\n---\n\
          apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {app: web}\n  ports:\n    - port: 80\n      targetPort: 80\n---\n\
          apiVersion: v1\nkind: Secret\nmetadata:\n  name: token\nstringData:\n  token: s3cr3t-value\n",
+    );
+}
+
+/// The binary named by `env_var`, else the one scripts/install-promtool.sh
+/// builds into the cache for the versions in testenv-tools/prometheus/go.mod.
+pub fn prometheus_tool(name: &str, env_var: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env_var) {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "{env_var}={} does not exist",
+            path.display()
+        );
+        return path;
+    }
+    let root = repo_root();
+    let go_mod = std::fs::read_to_string(root.join("testenv-tools/prometheus/go.mod"))
+        .expect("reading testenv-tools/prometheus/go.mod");
+    let version = |module: &str| {
+        go_mod
+            .lines()
+            .map(str::split_whitespace)
+            .find_map(|mut words| {
+                (words.next() == Some(module))
+                    .then(|| words.next())
+                    .flatten()
+            })
+            .filter(|v| v.starts_with('v'))
+            .unwrap_or_else(|| panic!("testenv-tools/prometheus/go.mod does not require {module}"))
+            .to_string()
+    };
+    let cache = std::env::var_os("PILOTHOUSE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME or PILOTHOUSE_CACHE must be set");
+            PathBuf::from(home).join(".cache/pilothouse")
+        });
+    let path = cache.join("tools").join(format!(
+        "prometheus-{}-alertmanager-{}",
+        version("github.com/prometheus/prometheus"),
+        version("github.com/prometheus/alertmanager")
+    ));
+    let path = path.join(name);
+    assert!(
+        path.is_file(),
+        "{name} not found at {}: run scripts/install-promtool.sh (builds promtool and amtool from Go \
+         modules, a few minutes cold) or set {env_var}",
+        path.display()
+    );
+    path
+}
+
+/// Checks a Prometheus exposition with `promtool check metrics` (names,
+/// types, help texts, histogram shapes, label syntax).
+pub fn promtool_check_metrics(text: &str) {
+    use std::io::Write as _;
+    let promtool = prometheus_tool("promtool", "PILOTHOUSE_PROMTOOL");
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool check metrics refused /metrics:\n{}{}\n{text}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
     );
 }
