@@ -460,16 +460,21 @@ pub async fn check(
     Path(name): Path<String>,
 ) -> Result<ApiJson<ClusterView>, ApiError> {
     let cluster = existing(&state, &name).await?;
-    let cluster = pilothouse_fleet::check_and_record(
-        &state.store,
-        &state.master_key,
-        &state.kubeconfig_policy,
-        &cluster,
-        &state.checks,
-    )
-    .await
-    .map_err(ApiError::internal)?;
+    let cluster = state
+        .checker
+        .check_now(cluster)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(ApiJson(cluster.into()))
+}
+
+/// What the API asks of the connectivity checker. The binary implements it;
+/// the handler only calls it.
+pub trait ClusterChecks: Send + Sync + 'static {
+    /// Checks `cluster` now with its stored credentials and records the
+    /// outcome (reachable or not); resolves with the cluster as recorded, or
+    /// with why nothing could be recorded.
+    fn check_now(&self, cluster: Cluster) -> crate::BoxFuture<Result<Cluster, String>>;
 }
 
 /// The named cluster, or a 404 problem.

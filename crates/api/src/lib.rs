@@ -40,7 +40,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use clusters::{ClusterView, ClusterWatchView, KindWatchView, RegisterCluster};
+pub use clusters::{ClusterChecks, ClusterView, ClusterWatchView, KindWatchView, RegisterCluster};
 pub use error::{ApiError, ApiJson, Problem};
 pub use gitops::{
     BoxFuture, GitCredentials, GitOpsControl, ScaffoldError, Scaffolded,
@@ -61,6 +61,8 @@ pub struct AppState {
     pub kubeconfig_policy: Arc<KubeconfigPolicy>,
     /// Timeouts and intervals of connectivity checks.
     pub checks: Arc<CheckSettings>,
+    /// The connectivity checker: check a cluster now.
+    pub checker: Arc<dyn ClusterChecks>,
     /// HTTP request metrics.
     pub metrics: Arc<HttpMetrics>,
     /// The GitOps controller: fetch now, sync now, scaffold.

@@ -28,19 +28,21 @@
 //!   renames namespaces and storage classes, checks that the storage classes
 //!   exist on the target, and applies through [`sync`] in dependency order
 //!   (or dry-runs through [`observe`]). The archive is the caller's;
-//! - [`watch`]: resumable watches of Pods, Nodes and Warning Events (list,
-//!   watch from the last resourceVersion, relist only on 410 Gone, backoff,
-//!   reachability), and [`container_logs`] / [`pod_events`] for what an
-//!   incident captures.
+//! - [`watch`]: watches of Pods, Nodes and Warning Events on
+//!   `kube::runtime::watcher` (which lists, resumes from the last
+//!   resourceVersion and relists on 410 Gone), reporting lists, reachability
+//!   and refusals; [`container_logs`] / [`pod_events`] for what an incident
+//!   captures.
 //!
-//! It must not: write SQL or keep state (the `store` crate holds credentials,
-//! encrypted), serve HTTP (only `api` does), or let a secret (token, key,
+//! It must not: read or write the store or keep state (the binary opens the
+//! stored credentials, runs the checks and records them), serve HTTP (only
+//! `api` does), or let a secret (token, key,
 //! certificate, exec plugin output) reach an error message, a log line or a
 //! `Debug` output.
 
 mod backup;
+mod checks;
 mod cloud;
-mod health;
 mod kubeconfig;
 mod probe;
 mod sync;
@@ -51,8 +53,8 @@ pub use backup::{
     ExportError, ExportOptions, ExportedObjects, RestoreAction, RestoreError, RestoreOptions,
     RestoreReport, RestoreSummary, RestoredObject, SkippedObject, Unreadable, export, restore,
 };
+pub use checks::CheckSettings;
 pub use cloud::detect_cloud;
-pub use health::{CheckError, CheckSettings, check_and_record, run_checks};
 pub use kubeconfig::{
     ALLOWED_EXEC_ENV, DEFAULT_EXEC_COMMANDS, DEFAULT_EXEC_SERVER_PATTERNS, ExecServerPattern,
     KubeconfigError, KubeconfigPolicy, MAX_KUBECONFIG_BYTES, ValidatedKubeconfig,

@@ -7,7 +7,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pilothouse_fleet::{
     InventoryEntry, Observation, Observed, PreviousObservation, SyncError, SyncOptions, observe,
@@ -494,13 +494,7 @@ async fn a_stopped_apiserver_is_unreachable_not_in_sync() {
         ..SyncOptions::default()
     };
     for previous in [Vec::new(), previous_of(&observed)] {
-        let began = Instant::now();
         let down = observe(&client, desired(), &applied.inventory, &previous, &short).await;
-        assert!(
-            began.elapsed() < Duration::from_secs(10),
-            "{:?}",
-            began.elapsed()
-        );
         assert!(
             matches!(down, Err(SyncError::Unreachable { .. })),
             "{down:?}"
@@ -519,12 +513,13 @@ async fn a_cluster_that_never_answers_is_unreachable_after_one_call_timeout() {
         call_timeout: Duration::from_secs(1),
         ..SyncOptions::default()
     };
-    let began = Instant::now();
+    let objects = desired.len();
     let observed = observe(&client, desired, &[], &[], &options).await;
+    // the calls in flight when the first timed out, not one per object
     assert!(
-        began.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        began.elapsed()
+        silent.connections() <= SyncOptions::default().concurrency + 1,
+        "{} connections for {objects} objects",
+        silent.connections()
     );
     assert_eq!(
         observed.err(),

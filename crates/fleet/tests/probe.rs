@@ -124,10 +124,13 @@ async fn rbac_decides_between_forbidden_and_a_probe_without_provider_ids() {
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "lister"}],
     }))
     .unwrap();
-    Api::<ClusterRoleBinding>::all(admin)
+    Api::<ClusterRoleBinding>::all(admin.clone())
         .create(&PostParams::default(), &binding)
         .await
         .unwrap();
+    // the authorizer learns of the binding through its own watch: wait
+    // until it allows what the binding grants
+    allowed_to_list_namespaces(&admin, "lister").await;
 
     // may list namespaces but not nodes: a probe, without provider IDs
     let found = probe(&validated(&impersonating(&cluster, "lister")), TIMEOUT)
@@ -285,5 +288,31 @@ async fn a_failing_exec_plugin_is_a_config_error_that_keeps_its_secrets() {
         let shown = format!("{error} {error:?}");
         assert!(!shown.contains(secret), "{shown}");
         assert!(!shown.contains("KUBERNETES_EXEC_INFO"), "{shown}");
+    }
+}
+
+/// Waits until the API server's authorizer lets `user` list namespaces (a
+/// SubjectAccessReview says so).
+async fn allowed_to_list_namespaces(admin: &kube::Client, user: &str) {
+    use k8s_openapi::api::authorization::v1::SubjectAccessReview;
+    let reviews: Api<SubjectAccessReview> = Api::all(admin.clone());
+    let review: SubjectAccessReview = serde_json::from_value(json!({
+        "spec": {"user": user, "resourceAttributes": {"verb": "list", "resource": "namespaces"}},
+    }))
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = reviews
+            .create(&PostParams::default(), &review)
+            .await
+            .unwrap();
+        if answer.status.is_some_and(|status| status.allowed) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{user} is never allowed to list namespaces"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

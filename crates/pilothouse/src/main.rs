@@ -2,6 +2,7 @@
 
 use clap::Parser;
 
+mod checks;
 mod cli;
 mod controller;
 mod credentials;

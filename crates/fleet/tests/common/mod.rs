@@ -2,6 +2,8 @@
 //! clients, small manifests and a server that never answers.
 #![allow(dead_code)]
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -62,18 +64,42 @@ pub async fn client_as(cluster: &TestCluster, user: &str) -> Client {
 
 /// A client of a server that accepts connections and never says a word,
 /// and the task holding them (abort it when done).
-pub async fn silent_client() -> (Client, tokio::task::JoinHandle<()>) {
+pub async fn silent_client() -> (Client, SilentServer) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let silent = tokio::spawn(async move {
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    let task = tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
             held.push(socket);
         }
     });
     let mut config = Config::new(format!("https://{address}").parse().unwrap());
     config.accept_invalid_certs = true;
-    (Client::try_from(config).unwrap(), silent)
+    (
+        Client::try_from(config).unwrap(),
+        SilentServer { task, connections },
+    )
+}
+
+/// A server that accepts connections and never answers, counting them.
+pub struct SilentServer {
+    task: tokio::task::JoinHandle<()>,
+    connections: Arc<AtomicUsize>,
+}
+
+impl SilentServer {
+    /// Connections accepted so far (each call that waits on it opens one).
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting.
+    pub fn abort(&self) {
+        self.task.abort();
+    }
 }
 
 pub fn namespace(name: &str) -> Value {

@@ -22,6 +22,7 @@ use pilothouse_notify::DestinationPolicy;
 use pilothouse_store::{MasterKey, RepositorySettings, Scope, SecretChange, Store};
 use tracing_subscriber::EnvFilter;
 
+use crate::checks::Checker;
 use crate::controller::{ControlHandle, Controller, ControllerSettings};
 use crate::monitor::{Monitor, MonitorHandle, MonitorSettings};
 use crate::tasks::millis;
@@ -241,11 +242,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         stopped.clone(),
     );
     let metrics = Arc::new(HttpMetrics::default());
+    let checker = Checker {
+        store: store.clone(),
+        key: Arc::clone(&master_key),
+        policy: Arc::clone(&kubeconfig_policy),
+        settings: checks.clone(),
+    };
     let state = AppState {
         store: store.clone(),
         master_key,
         kubeconfig_policy,
         checks: Arc::new(checks.clone()),
+        checker: Arc::new(checker.clone()),
         metrics: Arc::clone(&metrics),
         gitops: Arc::new(ControlHandle(Arc::clone(&controller))),
         incidents: Arc::new(MonitorHandle(monitor)),
@@ -255,14 +263,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }),
     };
     let controller_tasks = controller.spawn(stopped.clone());
-    let checker = tokio::spawn(pilothouse_fleet::run_checks(
-        store.clone(),
-        Arc::clone(&state.master_key),
-        Arc::clone(&state.kubeconfig_policy),
-        checks,
-        Duration::from_secs(1),
-        stopped,
-    ));
+    let checker = tokio::spawn(checker.run(Duration::from_secs(1), stopped));
 
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
