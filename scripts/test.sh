@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need (the
-# test-cluster binaries, built from Go modules into a cache outside the clone),
-# then runs formatting, lints and every test of the workspace.
+# test-cluster binaries and promtool/amtool, built from Go modules into a cache
+# outside the clone, while the Rust side is checked), then runs formatting,
+# lints and every test of the workspace (test binaries in parallel, see
+# scripts/run-tests.py).
 #
-#   PILOTHOUSE_CACHE   cache root for Go/Rust build caches and binaries (default ~/.cache/pilothouse)
+#   PILOTHOUSE_CACHE       cache root for Go/Rust build caches and binaries (default ~/.cache/pilothouse)
+#   PILOTHOUSE_TEST_JOBS   test binaries run at once (default 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,11 +32,22 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/cargo-target}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "test cluster binaries"
-bash scripts/install-test-binaries.sh
-for extra in scripts/install-promtool.sh; do
-  if [ -f "$extra" ]; then bash "$extra"; fi
-done
+# The Go-built tools (test clusters, promtool/amtool) and the Rust build are
+# independent: the tools build in the background while formatting and lints
+# run, and the tests wait for them.
+step "test cluster binaries and Prometheus tools (in the background)"
+tools_log="$cache/tools-build.log"
+mkdir -p "$cache"
+(
+  bash scripts/install-test-binaries.sh
+  for extra in scripts/install-promtool.sh; do
+    if [ -f "$extra" ]; then bash "$extra"; fi
+  done
+) >"$tools_log" 2>&1 &
+tools=$!
+# a failing lint ends the run: the background build goes with it
+trap 'kill "$tools" 2>/dev/null || true' EXIT
+echo "building; log in $tools_log"
 
 step "openapi-spec-validator"
 venv="$cache/venv"
@@ -50,5 +64,13 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cargo test"
-cargo test --workspace --locked
+step "waiting for the test cluster binaries and Prometheus tools"
+if ! wait "$tools"; then
+  cat "$tools_log" >&2
+  echo "error: building the test tools failed (log above, also in $tools_log)" >&2
+  exit 1
+fi
+tail -n 3 "$tools_log"
+
+step "cargo test (test binaries in parallel)"
+python3 scripts/run-tests.py --locked
