@@ -1,6 +1,6 @@
 //! Which cloud a cluster runs on, from what a probe saw. Pure.
 
-use pilothouse_store::Cloud;
+use pilothouse_types::Cloud;
 
 /// Detects the cloud from, in precedence order:
 ///

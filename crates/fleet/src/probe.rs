@@ -8,7 +8,7 @@ use kube::api::{Api, ListParams};
 use kube::client::AuthError;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
-use pilothouse_store::Cloud;
+use pilothouse_types::Cloud;
 
 use crate::cloud::detect_cloud;
 use crate::kubeconfig::{self, KubeconfigPolicy, ValidatedKubeconfig};

@@ -11,8 +11,8 @@ use pilothouse_fleet::{
     ExecServerPattern, KubeconfigPolicy, ProbeError, ValidatedKubeconfig, client_for, probe,
     validate_kubeconfig,
 };
-use pilothouse_store::Cloud;
 use pilothouse_testenv::{Binaries, FakeNode, ProviderCloud, TestCluster, start_fleet};
+use pilothouse_types::Cloud;
 use serde_json::json;
 
 /// Generous: the machine running the tests may be busy.

@@ -16,11 +16,8 @@
 use std::io::{BufRead as _, BufWriter, Write as _};
 use std::time::Instant;
 
-use pilothouse_incidents::{Change, DetectConfig, Detector, IncidentBook, IncidentStatus};
-use pilothouse_store::{
-    Cloud, CloudSource, IncidentStatus as Stored, IncidentWrite, MasterKey, NewCluster, Severity,
-    Store,
-};
+use pilothouse_incidents::{Change, DetectConfig, Detector, IncidentBook};
+use pilothouse_store::{Cloud, CloudSource, IncidentWrite, MasterKey, NewCluster, Store};
 use serde_json::{Value, json};
 
 const NAMESPACES: usize = 20;
@@ -85,7 +82,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let (changes, _) = tokio::task::block_in_place(|| {
         replay(&recorded, |change| {
-            let _ = sender.send(to_write(&change));
+            let _ = sender.send(change.incident.to_write("bench", None));
         })
     })?;
     drop(sender);
@@ -229,37 +226,4 @@ fn pod(index: usize, round: usize, version: u64) -> Value {
             ],
         },
     })
-}
-
-/// The store's form of a changed incident.
-fn to_write(change: &Change) -> IncidentWrite {
-    let incident = &change.incident;
-    IncidentWrite {
-        cluster: "bench".into(),
-        namespace: incident.key.namespace.clone(),
-        workload_kind: incident.key.workload.kind.clone(),
-        workload_name: incident.key.workload.name.clone(),
-        container: incident.key.container.clone(),
-        reason: incident.key.reason.as_str().into(),
-        severity: match incident.key.reason.severity() {
-            pilothouse_incidents::Severity::Warning => Severity::Warning,
-            pilothouse_incidents::Severity::Critical => Severity::Critical,
-        },
-        status: match incident.status {
-            IncidentStatus::Open => Stored::Open,
-            IncidentStatus::Resolved => Stored::Resolved,
-            IncidentStatus::Unknown => Stored::Unknown,
-        },
-        count: incident.count,
-        reopen_count: incident.reopen_count,
-        first_seen_at: incident.first_seen_ms,
-        last_seen_at: incident.last_seen_ms,
-        resolved_at: incident.resolved_at_ms,
-        last_exit_code: incident.last_exit_code,
-        message: incident.message.clone(),
-        image: incident.image.clone(),
-        pods: incident.pods.clone(),
-        nodes: incident.nodes.clone(),
-        revision: None,
-    }
 }

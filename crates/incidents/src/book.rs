@@ -13,17 +13,8 @@ pub const MAX_NAMES: usize = 100;
 /// How long an incident must stay healthy before it resolves: two minutes.
 pub const DEFAULT_HOLD_DOWN_MS: i64 = 2 * 60 * 1000;
 
-/// Where an incident stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IncidentStatus {
-    /// Trouble, not (yet) healthy for the hold-down.
-    Open,
-    /// Healthy for the hold-down; a relapse reopens it.
-    Resolved,
-    /// Was open when the cluster became unreachable; nobody knows.
-    Unknown,
-}
+pub use pilothouse_types::IncidentStatus;
+use pilothouse_types::IncidentWrite;
 
 /// One incident: every finding with the same key, across pods and restarts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +46,65 @@ pub struct Incident {
     pub healthy_since_ms: Option<i64>,
     /// When it was last resolved, while resolved.
     pub resolved_at_ms: Option<i64>,
+}
+
+impl Incident {
+    /// The incident's whole state on `cluster`, as the store keeps it and
+    /// the API and notifications read it; `revision` is the Git revision
+    /// last synced to the cluster.
+    pub fn to_write(&self, cluster: &str, revision: Option<String>) -> IncidentWrite {
+        let key = &self.key;
+        IncidentWrite {
+            cluster: cluster.to_owned(),
+            namespace: key.namespace.clone(),
+            workload_kind: key.workload.kind.clone(),
+            workload_name: key.workload.name.clone(),
+            container: key.container.clone(),
+            reason: key.reason.as_str().to_owned(),
+            severity: key.reason.severity(),
+            status: self.status,
+            count: self.count,
+            reopen_count: self.reopen_count,
+            first_seen_at: self.first_seen_ms,
+            last_seen_at: self.last_seen_ms,
+            resolved_at: self.resolved_at_ms,
+            last_exit_code: self.last_exit_code,
+            message: self.message.clone(),
+            image: self.image.clone(),
+            pods: self.pods.clone(),
+            nodes: self.nodes.clone(),
+            revision,
+        }
+    }
+
+    /// The book's form of a stored incident; `None` for a reason this
+    /// version does not know.
+    pub fn from_write(stored: &IncidentWrite) -> Option<Incident> {
+        let reason = stored.reason.parse::<crate::Reason>().ok()?;
+        Some(Incident {
+            key: IncidentKey {
+                namespace: stored.namespace.clone(),
+                workload: crate::Workload::new(
+                    stored.workload_kind.clone(),
+                    stored.workload_name.clone(),
+                ),
+                container: stored.container.clone(),
+                reason,
+            },
+            status: stored.status,
+            count: stored.count,
+            pods: stored.pods.clone(),
+            nodes: stored.nodes.clone(),
+            first_seen_ms: stored.first_seen_at,
+            last_seen_ms: stored.last_seen_at,
+            last_exit_code: stored.last_exit_code,
+            message: stored.message.clone(),
+            image: stored.image.clone(),
+            reopen_count: stored.reopen_count,
+            healthy_since_ms: None,
+            resolved_at_ms: stored.resolved_at,
+        })
+    }
 }
 
 /// What happened to an incident.

@@ -206,6 +206,25 @@ pub struct Alert {
     pub firing: bool,
 }
 
+impl Alert {
+    /// Incident `id`, in its stored state, as the dispatcher sees it.
+    pub fn of(id: i64, incident: &pilothouse_types::IncidentWrite) -> Alert {
+        Alert {
+            id,
+            labels: AlertLabels {
+                cluster: incident.cluster.clone(),
+                namespace: incident.namespace.clone(),
+                workload_kind: incident.workload_kind.clone(),
+                workload: incident.workload_name.clone(),
+                container: incident.container.clone(),
+                reason: incident.reason.clone(),
+                severity: incident.severity,
+            },
+            firing: incident.status != crate::IncidentStatus::Resolved,
+        }
+    }
+}
+
 /// An alert as a group holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupAlert {

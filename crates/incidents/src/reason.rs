@@ -58,27 +58,8 @@ pub enum Reason {
     PidPressure,
 }
 
-/// How bad an incident is: `Warning < Critical`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// Something failed and was restarted or replaced, or a node is under
-    /// pressure: the workload may still serve.
-    Warning,
-    /// The workload cannot run (it cannot start, pull, be scheduled or
-    /// stay up), or a node is gone.
-    Critical,
-}
-
-impl Severity {
-    /// `warning` or `critical` (the serde form).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        }
-    }
-}
+/// How bad an incident is: `Warning < Critical` (the shared type).
+pub use pilothouse_types::Severity;
 
 impl Reason {
     /// Every reason.

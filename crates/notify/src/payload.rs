@@ -72,17 +72,9 @@ pub enum NotificationStatus {
     Resolved,
 }
 
-/// Where an incident stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IncidentStatus {
-    /// Still failing.
-    Open,
-    /// Healthy again.
-    Resolved,
-    /// Its cluster is unreachable: nobody can tell.
-    Unknown,
-}
+/// Where an incident stands (the shared type).
+pub use pilothouse_types::IncidentStatus;
+use pilothouse_types::IncidentWrite;
 
 /// One incident as a notification shows it. Times are unix milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +119,34 @@ pub struct IncidentSummary {
     pub pods: Vec<String>,
     /// Affected nodes.
     pub nodes: Vec<String>,
+}
+
+impl IncidentSummary {
+    /// Incident `id` as a notification shows it.
+    pub fn of(id: i64, incident: &IncidentWrite) -> IncidentSummary {
+        IncidentSummary {
+            id,
+            status: incident.status,
+            cluster: incident.cluster.clone(),
+            namespace: incident.namespace.clone(),
+            workload_kind: incident.workload_kind.clone(),
+            workload: incident.workload_name.clone(),
+            container: incident.container.clone(),
+            reason: incident.reason.clone(),
+            severity: incident.severity.as_str().to_owned(),
+            count: incident.count,
+            reopen_count: incident.reopen_count,
+            first_seen_at: incident.first_seen_at,
+            last_seen_at: incident.last_seen_at,
+            resolved_at: incident.resolved_at,
+            exit_code: incident.last_exit_code,
+            message: incident.message.clone(),
+            image: incident.image.clone(),
+            revision: incident.revision.clone(),
+            pods: incident.pods.iter().cloned().collect(),
+            nodes: incident.nodes.iter().cloned().collect(),
+        }
+    }
 }
 
 impl Payload {

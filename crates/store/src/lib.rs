@@ -31,7 +31,6 @@
 //! The schema lives in the workspace's `migrations/` folder and is embedded
 //! at compile time; [`Store::open`] applies it.
 
-mod cloud;
 mod clusters;
 mod crypto;
 mod decode;
@@ -47,7 +46,7 @@ mod syncs;
 mod text_enum;
 mod tokens;
 
-pub use cloud::{Cloud, UnknownCloud};
+// the shared vocabulary, re-exported so callers name it through the store too
 pub use clusters::{
     CheckRecord, CloudSource, Cluster, ClusterPage, ClusterQuery, ClusterUpdate, NewCluster,
     Reachability, cluster_credentials_context,
@@ -58,10 +57,13 @@ pub use drift::{
     FieldDiffRecord, IgnoreRuleRecord, NewDriftReport, ScanStatus, ScanTrigger,
 };
 pub use error::StoreError;
-pub use incidents::{IncidentQuery, IncidentRecord, IncidentStatus, IncidentWrite, Severity};
+pub use incidents::{IncidentQuery, IncidentRecord};
 pub use notifications::{
     NotificationGroup, OutboxRecord, OutboxWrite, ReceiverKind, ReceiverRecord, ReceiverWrite,
     RouteRecord, RouteWrite, SilenceRecord, SilenceWrite, receiver_config_context,
+};
+pub use pilothouse_types::{
+    Cloud, Health, IncidentStatus, IncidentWrite, ObjectAction, Severity, UnknownCloud,
 };
 pub use repository::{
     CredentialsKind, REPOSITORY_CREDENTIALS_CONTEXT, Repository, RepositoryEvent,
@@ -70,7 +72,7 @@ pub use repository::{
 };
 pub use store::Store;
 pub use syncs::{
-    ClusterSync, ClusterSyncStatus, Health, InventoryRecord, ObjectAction, SyncCounts, SyncMode,
-    SyncObjectRecord, SyncQuery, SyncRecord, SyncResult, SyncStatus, SyncTrigger,
+    ClusterSync, ClusterSyncStatus, InventoryRecord, SyncCounts, SyncMode, SyncObjectRecord,
+    SyncQuery, SyncRecord, SyncResult, SyncStatus, SyncTrigger,
 };
 pub use tokens::{ApiToken, Scope, TOKEN_PREFIX, UnknownScope};

@@ -7,9 +7,16 @@
 //! ours, does no I/O and keeps no state.
 
 mod backoff;
+mod cloud;
 mod duration;
+mod incident;
+mod sync;
+mod text_enum;
 mod time;
 
 pub use backoff::{Backoff, jittered};
+pub use cloud::{Cloud, UnknownCloud};
 pub use duration::{DurationError, format_duration, parse_duration};
+pub use incident::{IncidentStatus, IncidentWrite, Severity};
+pub use sync::{Health, ObjectAction};
 pub use time::{now_ms, rfc3339};

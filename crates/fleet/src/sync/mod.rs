@@ -35,7 +35,7 @@ pub(crate) use manifest::check_all;
 pub use object_health::{Health, HealthContext, object_health};
 pub use observe::{ExtraObservation, Observation, Observed, PreviousObservation, observe};
 pub(crate) use order::sync_order;
-pub use pilothouse_store::ObjectAction;
+pub use pilothouse_types::ObjectAction;
 
 /// The annotation that keeps an object from being pruned: with the value
 /// `disabled`, an object that is no longer desired is left in the cluster (and

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::manifest::group_of;
 
-pub use pilothouse_store::Health;
+pub use pilothouse_types::Health;
 
 /// What health rules need to know about the cluster beyond the object itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,18 +2,14 @@
 //! out. The detector and the book live here, owned by this task alone.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::str::FromStr as _;
 use std::sync::Arc;
 
 use pilothouse_fleet::{WatchEvent, WatchedKind, event_summary, name_of};
 use pilothouse_incidents::{
     Change, ChangeKind, DetectConfig, Detector, Finding, Healthy, Incident, IncidentBook,
-    IncidentKey, IncidentStatus, Observation, Reason, Workload,
+    IncidentStatus, Observation,
 };
-use pilothouse_store::{
-    IncidentQuery, IncidentRecord, IncidentStatus as StoredStatus, IncidentWrite,
-    Severity as StoredSeverity,
-};
+use pilothouse_store::{IncidentQuery, IncidentRecord};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
@@ -75,7 +71,7 @@ impl ClusterWatch {
         }
         let mut book = IncidentBook::new(super::millis(monitor.settings.hold_down));
         for record in stored_incidents(&monitor, &cluster).await? {
-            if let Some(incident) = to_incident(&record) {
+            if let Some(incident) = Incident::from_write(&record.incident) {
                 book.restore(incident);
             }
         }
@@ -352,7 +348,9 @@ impl ClusterWatch {
                 (ChangeKind::Opened, Some(pod)) => self.capture_for(&change.incident, pod),
                 _ => None,
             };
-            let write = to_write(&self.cluster, &change.incident, self.revision.clone());
+            let write = change
+                .incident
+                .to_write(&self.cluster, self.revision.clone());
             let request = WriterMessage::Write(Box::new(WriteRequest { write, capture }));
             if self.monitor.writer.send(request).await.is_err() {
                 return;
@@ -448,72 +446,4 @@ async fn stored_incidents(monitor: &Monitor, cluster: &str) -> anyhow::Result<Ve
         }
     }
     Ok(all)
-}
-
-/// The book's form of a stored incident; `None` for a reason this version
-/// does not know.
-fn to_incident(record: &IncidentRecord) -> Option<Incident> {
-    let stored = &record.incident;
-    let reason = Reason::from_str(&stored.reason).ok()?;
-    Some(Incident {
-        key: IncidentKey {
-            namespace: stored.namespace.clone(),
-            workload: Workload::new(stored.workload_kind.clone(), stored.workload_name.clone()),
-            container: stored.container.clone(),
-            reason,
-        },
-        status: match stored.status {
-            StoredStatus::Open => IncidentStatus::Open,
-            StoredStatus::Resolved => IncidentStatus::Resolved,
-            StoredStatus::Unknown => IncidentStatus::Unknown,
-        },
-        count: stored.count,
-        pods: stored.pods.clone(),
-        nodes: stored.nodes.clone(),
-        first_seen_ms: stored.first_seen_at,
-        last_seen_ms: stored.last_seen_at,
-        last_exit_code: stored.last_exit_code,
-        message: stored.message.clone(),
-        image: stored.image.clone(),
-        reopen_count: stored.reopen_count,
-        healthy_since_ms: None,
-        resolved_at_ms: stored.resolved_at,
-    })
-}
-
-/// The store's form of an incident of `cluster`.
-pub(super) fn to_write(
-    cluster: &str,
-    incident: &Incident,
-    revision: Option<String>,
-) -> IncidentWrite {
-    let key = &incident.key;
-    IncidentWrite {
-        cluster: cluster.to_owned(),
-        namespace: key.namespace.clone(),
-        workload_kind: key.workload.kind.clone(),
-        workload_name: key.workload.name.clone(),
-        container: key.container.clone(),
-        reason: key.reason.as_str().to_owned(),
-        severity: match key.reason.severity() {
-            pilothouse_incidents::Severity::Warning => StoredSeverity::Warning,
-            pilothouse_incidents::Severity::Critical => StoredSeverity::Critical,
-        },
-        status: match incident.status {
-            IncidentStatus::Open => StoredStatus::Open,
-            IncidentStatus::Resolved => StoredStatus::Resolved,
-            IncidentStatus::Unknown => StoredStatus::Unknown,
-        },
-        count: incident.count,
-        reopen_count: incident.reopen_count,
-        first_seen_at: incident.first_seen_ms,
-        last_seen_at: incident.last_seen_ms,
-        resolved_at: incident.resolved_at_ms,
-        last_exit_code: incident.last_exit_code,
-        message: incident.message.clone(),
-        image: incident.image.clone(),
-        pods: incident.pods.clone(),
-        nodes: incident.nodes.clone(),
-        revision,
-    }
 }

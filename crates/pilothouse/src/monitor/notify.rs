@@ -20,13 +20,9 @@ use pilothouse_incidents::{
     Alert, AlertLabels, Dispatcher, Flush, GroupState, RouteSpec, SilenceSpec, parse_group_by,
     parse_matchers,
 };
-use pilothouse_notify::{
-    Deliverer, DelivererOptions, IncidentStatus as PayloadStatus, IncidentSummary, Payload,
-    ReceiverConfig,
-};
+use pilothouse_notify::{Deliverer, DelivererOptions, IncidentSummary, Payload, ReceiverConfig};
 use pilothouse_store::{
     IncidentRecord, IncidentStatus, IncidentWrite, NotificationGroup, OutboxRecord, OutboxWrite,
-    Severity,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -88,7 +84,7 @@ impl Monitor {
                     }
                     let now = now_ms();
                     for (id, write) in arrived.drain(..) {
-                        let mark = state.dispatcher.observe(&alert(id, &write), now);
+                        let mark = state.dispatcher.observe(&Alert::of(id, &write), now);
                         state.observed_marks.push((id, mark));
                     }
                 }
@@ -155,7 +151,7 @@ impl Monitor {
                 unresolved.insert(record.id);
                 state
                     .dispatcher
-                    .observe(&alert(record.id, &record.incident), now);
+                    .observe(&Alert::of(record.id, &record.incident), now);
             }
             match page.last() {
                 Some(last) if page.len() == 500 => after = Some(last.id),
@@ -173,7 +169,7 @@ impl Monitor {
             let alert = match stored.get(&id) {
                 Some(record) => Alert {
                     firing: false,
-                    ..alert(id, &record.incident)
+                    ..Alert::of(id, &record.incident)
                 },
                 // purged meanwhile: resolved, with the labels the group holds
                 None => match held_labels.remove(&id) {
@@ -239,7 +235,7 @@ impl Monitor {
                 .iter()
                 .chain(&notification.resolved)
                 .filter_map(|id| records.get(id))
-                .map(summary)
+                .map(|record| IncidentSummary::of(record.id, &record.incident))
                 .collect();
             if summaries.is_empty() {
                 continue;
@@ -515,55 +511,4 @@ impl DispatchState {
 /// How long until `at` (unix ms); zero when it has passed.
 fn until(at: i64) -> Duration {
     Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))
-}
-
-/// An incident as the dispatcher sees it.
-fn alert(id: i64, incident: &IncidentWrite) -> Alert {
-    Alert {
-        id,
-        labels: AlertLabels {
-            cluster: incident.cluster.clone(),
-            namespace: incident.namespace.clone(),
-            workload_kind: incident.workload_kind.clone(),
-            workload: incident.workload_name.clone(),
-            container: incident.container.clone(),
-            reason: incident.reason.clone(),
-            severity: match incident.severity {
-                Severity::Warning => pilothouse_incidents::Severity::Warning,
-                Severity::Critical => pilothouse_incidents::Severity::Critical,
-            },
-        },
-        firing: incident.status != IncidentStatus::Resolved,
-    }
-}
-
-/// An incident as a notification shows it.
-fn summary(record: &IncidentRecord) -> IncidentSummary {
-    let incident = &record.incident;
-    IncidentSummary {
-        id: record.id,
-        status: match incident.status {
-            IncidentStatus::Open => PayloadStatus::Open,
-            IncidentStatus::Resolved => PayloadStatus::Resolved,
-            IncidentStatus::Unknown => PayloadStatus::Unknown,
-        },
-        cluster: incident.cluster.clone(),
-        namespace: incident.namespace.clone(),
-        workload_kind: incident.workload_kind.clone(),
-        workload: incident.workload_name.clone(),
-        container: incident.container.clone(),
-        reason: incident.reason.clone(),
-        severity: incident.severity.as_str().to_owned(),
-        count: incident.count,
-        reopen_count: incident.reopen_count,
-        first_seen_at: incident.first_seen_at,
-        last_seen_at: incident.last_seen_at,
-        resolved_at: incident.resolved_at,
-        exit_code: incident.last_exit_code,
-        message: incident.message.clone(),
-        image: incident.image.clone(),
-        revision: incident.revision.clone(),
-        pods: incident.pods.iter().cloned().collect(),
-        nodes: incident.nodes.iter().cloned().collect(),
-    }
 }
