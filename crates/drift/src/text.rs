@@ -72,7 +72,7 @@ fn to_yaml(object: &Value) -> String {
     if object.is_null() {
         return String::new();
     }
-    serde_yaml::to_string(&sorted(object))
+    serde_saphyr::to_string(&sorted(object))
         .unwrap_or_else(|error| format!("# cannot be written as YAML: {error}\n"))
 }
 

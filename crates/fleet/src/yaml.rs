@@ -1,8 +1,7 @@
-//! YAML I/O: the only module of this crate that knows YAML syntax, so a
-//! maintained fork of `serde_yaml` can replace it here alone.
+//! YAML I/O: the only module of this crate that knows YAML syntax.
 //!
-//! Kubeconfigs arrive from users, so reading is guarded before any value is
-//! built: one document only, bounded nesting, and no aliases at all (a real
+//! Kubeconfigs arrive from users, so reading is guarded by the parser's
+//! budget: one document only, bounded nesting, and no anchors or aliases at all (a real
 //! kubeconfig never needs them, and refusing them rules out alias bombs whatever
 //! the parser's own limits are). Error messages carry a position and a
 //! description of the syntax problem, never the text of the document: it may be
@@ -10,8 +9,8 @@
 
 use std::fmt;
 
-use saphyr_parser::{Event, Parser};
 use serde_json::Value;
+use serde_saphyr::{Budget, Options};
 
 /// Deepest nesting of mappings and sequences accepted (a kubeconfig needs about 8).
 const MAX_DEPTH: usize = 64;
@@ -41,70 +40,81 @@ impl fmt::Display for YamlError {
     }
 }
 
-/// Parses a single YAML document into a JSON value (`Null` for an empty text).
+/// Parses a single YAML document into a JSON value (`Null` for an empty
+/// text), with one parser (serde-saphyr, the one kube itself uses) under a
+/// budget: one document, bounded nesting, no anchors or aliases.
 pub(crate) fn parse_document(text: &str) -> Result<Value, YamlError> {
-    prescan(text)?;
     if text.trim().is_empty() {
         return Ok(Value::Null);
     }
-    serde_yaml::from_str::<Value>(text).map_err(|error| {
-        let (line, column) = error
-            .location()
-            .map_or((0, 0), |at| (at.line(), at.column()));
-        // serde's own message can quote a scalar of the document: keep it out
-        YamlError {
-            line,
-            column,
-            message: "a value cannot be read as JSON-compatible YAML (e.g. a non-string key or a custom tag)"
-                .into(),
+    let mut budget = Budget::default();
+    budget.max_documents = 1;
+    budget.max_depth = MAX_DEPTH;
+    budget.max_anchors = 0;
+    budget.max_aliases = 0;
+    let mut options = Options::default();
+    options.budget = Some(budget);
+    serde_saphyr::from_str_with_options::<Value>(text, options).map_err(|error| describe(&error))
+}
+
+/// What went wrong, where, in words of our own: the parser's messages can
+/// quote the document (and so its credentials).
+fn describe(error: &serde_saphyr::Error) -> YamlError {
+    use serde_saphyr::Error as E;
+    use serde_saphyr::budget::BudgetBreach as B;
+    let error = error.without_snippet();
+    let (line, column) = error.location().map_or((0, 0), |at| {
+        (
+            usize::try_from(at.line()).unwrap_or(0),
+            usize::try_from(at.column()).unwrap_or(0),
+        )
+    });
+    let message = match error {
+        // the scanner's own words describe the grammar, never the text
+        E::ExternalMessage { source, msg, .. }
+            if matches!(**source, serde_saphyr::ExternalMessageSource::Parser(_)) =>
+        {
+            return YamlError {
+                line,
+                column,
+                message: format!("not valid YAML: {msg}"),
+            };
         }
-    })
+        E::Budget {
+            breach: B::Aliases { .. } | B::Anchors { .. },
+            ..
+        } => "YAML anchors and aliases (&name, *name) are not accepted in a kubeconfig",
+        E::Budget {
+            breach: B::Depth { .. },
+            ..
+        } => "the document is nested too deeply for a kubeconfig",
+        E::Budget {
+            breach: B::Documents { .. },
+            ..
+        }
+        | E::MultipleDocuments { .. } => "a kubeconfig is one YAML document, found several",
+        E::Budget { .. } => "the document is too large for a kubeconfig",
+        E::Message { .. }
+        | E::Eof { .. }
+        | E::IndentationError { .. }
+        | E::UnexpectedSequenceEnd { .. }
+        | E::UnexpectedMappingEnd { .. }
+        | E::ContainerEndMismatch { .. } => "not valid YAML",
+        _ => {
+            "a value cannot be read as JSON-compatible YAML (e.g. a non-string key or a custom tag)"
+        }
+    };
+    YamlError {
+        line,
+        column,
+        message: message.to_owned(),
+    }
 }
 
 /// Writes a value as a block-style YAML document.
 pub(crate) fn to_string(value: &Value) -> String {
     // serialising a JSON value cannot fail in practice; JSON is YAML too
-    serde_yaml::to_string(value).unwrap_or_else(|_| value.to_string())
-}
-
-/// Walks the event stream once: syntax errors, several documents, deep nesting
-/// and aliases are refused before anything is built.
-fn prescan(text: &str) -> Result<(), YamlError> {
-    let mut parser = Parser::new_from_str(text);
-    let mut depth = 0usize;
-    let mut documents = 0usize;
-    while let Some(next) = parser.next_event() {
-        let (event, span) = next.map_err(|error| YamlError {
-            line: error.marker().line(),
-            column: error.marker().col() + 1,
-            message: format!("not valid YAML: {}", error.info()),
-        })?;
-        let at = |message: &str| YamlError {
-            line: span.start.line(),
-            column: span.start.col() + 1,
-            message: message.to_owned(),
-        };
-        match event {
-            Event::DocumentStart(_) => {
-                documents += 1;
-                if documents > 1 {
-                    return Err(at("a kubeconfig is one YAML document, found several"));
-                }
-            }
-            Event::Alias(_) => {
-                return Err(at("YAML aliases (*name) are not accepted in a kubeconfig"));
-            }
-            Event::MappingStart(..) | Event::SequenceStart(..) => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return Err(at("the document is nested too deeply for a kubeconfig"));
-                }
-            }
-            Event::MappingEnd | Event::SequenceEnd => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    Ok(())
+    serde_saphyr::to_string(value).unwrap_or_else(|_| value.to_string())
 }
 
 #[cfg(test)]
@@ -132,6 +142,7 @@ mod tests {
         );
         check("", Ok(Value::Null));
         check("a: &x 1\nb: *x\n", Err("aliases"));
+        check("a: &x 1\n", Err("anchors"));
         check("a: 1\n---\nb: 2\n", Err("several"));
         check("a: [1, 2\n", Err("not valid YAML"));
         check(

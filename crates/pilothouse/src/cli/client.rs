@@ -120,7 +120,7 @@ pub fn print(
     let text = match output {
         Output::Table => table(value),
         Output::Json => serde_json::to_string_pretty(value)? + "\n",
-        Output::Yaml => serde_yaml::to_string(value)?,
+        Output::Yaml => serde_saphyr::to_string(value)?,
     };
     print!("{text}");
     Ok(())
