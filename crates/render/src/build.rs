@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use crate::config::TransformerConfig;
 use crate::error::RenderError;
-use crate::fieldspec::{self, FieldSpec};
+use crate::fieldspec::FieldSpec;
 use crate::generator::{self, GeneratedKind, GeneratorInput, Source};
-use crate::kustomization::{Kustomization, PatchSpec, Replacement, ReplacementEntry};
+use crate::kustomization::{Kustomization, PatchSpec, Replacement, ReplacementEntry, Var};
 use crate::load::{Loader, Target};
 use crate::patch;
 use crate::resource::{self, IdKey, Resource};
@@ -23,6 +24,10 @@ use crate::yaml;
 /// The result of accumulating the top-level kustomization.
 pub(crate) struct Accumulated {
     pub resources: Vec<Resource>,
+    /// The transformer configuration of the whole tree.
+    pub config: TransformerConfig,
+    /// The vars declared anywhere in the tree.
+    pub vars: Vec<Var>,
     /// `sortOptions.order` of the top-level kustomization ("" = legacy).
     pub order: String,
     pub order_first: Option<Vec<String>>,
@@ -34,6 +39,33 @@ pub(crate) struct Builder<'l> {
     loader: &'l Loader,
     /// The kustomization roots being accumulated, outermost first.
     roots: Vec<PathBuf>,
+    /// kustomize's default transformer configuration, built once.
+    defaults: TransformerConfig,
+}
+
+/// What accumulating a kustomization yields: its resources, the field specs
+/// its `configurations` (and those of what it includes) add to the
+/// defaults, and its vars.
+#[derive(Default)]
+pub(crate) struct Acc {
+    pub resources: Vec<Resource>,
+    pub config: TransformerConfig,
+    pub vars: Vec<Var>,
+}
+
+impl Acc {
+    /// Takes in a sub-kustomization's configuration and vars (its resources
+    /// are appended separately).
+    fn merge_meta(&mut self, config: &TransformerConfig, vars: Vec<Var>) -> Result<(), String> {
+        self.config.merge(config)?;
+        for v in vars {
+            if self.vars.iter().any(|mine| mine.name == v.name) {
+                return Err(format!("var '{}' already encountered", v.name));
+            }
+            self.vars.push(v);
+        }
+        Ok(())
+    }
 }
 
 fn yaml_error(path: &Path, source: yaml::YamlError) -> RenderError {
@@ -140,16 +172,6 @@ fn check_supported(k: &Kustomization, file: &Path) -> Result<(), RenderError> {
             "custom OpenAPI schemas are not supported",
         ));
     }
-    if k.vars
-        .as_ref()
-        .is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
-    {
-        return Err(unsupported(
-            file,
-            "vars",
-            "vars are not supported; use replacements",
-        ));
-    }
     if non_empty(&k.crds) {
         return Err(unsupported(
             file,
@@ -175,7 +197,6 @@ fn check_supported(k: &Kustomization, file: &Path) -> Result<(), RenderError> {
         }
     }
     for (field, v) in [
-        ("configurations", &k.configurations),
         ("generators", &k.generators),
         ("transformers", &k.transformers),
         ("validators", &k.validators),
@@ -185,7 +206,7 @@ fn check_supported(k: &Kustomization, file: &Path) -> Result<(), RenderError> {
             return Err(unsupported(
                 file,
                 field,
-                "plugins, transformer configurations and build metadata are not supported",
+                "plugins and build metadata are not supported",
             ));
         }
     }
@@ -213,16 +234,27 @@ impl<'l> Builder<'l> {
         Builder {
             loader,
             roots: Vec::new(),
+            defaults: TransformerConfig::defaults(),
         }
     }
 
     /// Accumulates the top-level kustomization in `dir` (canonical).
     pub fn accumulate_top(&mut self, dir: &Path) -> Result<Accumulated, RenderError> {
-        let (resources, k) = self.accumulate(dir, Vec::new(), None)?;
+        let (acc, k) = self.accumulate(dir, Acc::default(), None)?;
         let sort = k.sort_options.unwrap_or_default();
         let legacy = sort.legacy_sort_options.unwrap_or_default();
+        let kfile = self.loader.kustomization_file(dir)?;
+        let config =
+            self.effective_config(&acc.config)
+                .map_err(|message| RenderError::Transform {
+                    file: kfile,
+                    field: "configurations".into(),
+                    message,
+                })?;
         Ok(Accumulated {
-            resources,
+            resources: acc.resources,
+            config,
+            vars: acc.vars,
             order: sort.order,
             order_first: legacy.order_first,
             order_last: legacy.order_last,
@@ -241,24 +273,33 @@ impl<'l> Builder<'l> {
         Ok(())
     }
 
-    /// Accumulates the kustomization in `dir`. `component` is `Some(ra)`
-    /// when `dir` is a component applied to the resources `ra` of its parent.
+    /// The defaults with `additions` merged in.
+    fn effective_config(&self, additions: &TransformerConfig) -> Result<TransformerConfig, String> {
+        let mut config = self.defaults.clone();
+        if !additions.is_empty() {
+            config.merge(additions)?;
+        }
+        Ok(config)
+    }
+
+    /// Accumulates the kustomization in `dir`. `component_of` is the parent
+    /// when `dir` is a component applied to the parent's accumulation `acc`.
     fn accumulate(
         &mut self,
         dir: &Path,
-        mut ra: Vec<Resource>,
+        mut acc: Acc,
         component_of: Option<&Path>,
-    ) -> Result<(Vec<Resource>, Kustomization), RenderError> {
+    ) -> Result<(Acc, Kustomization), RenderError> {
         self.enter(dir)?;
-        let outcome = self.accumulate_inner(dir, &mut ra, component_of);
+        let outcome = self.accumulate_inner(dir, &mut acc, component_of);
         self.roots.pop();
-        outcome.map(|k| (ra, k))
+        outcome.map(|k| (acc, k))
     }
 
     fn accumulate_inner(
         &mut self,
         dir: &Path,
-        ra: &mut Vec<Resource>,
+        acc: &mut Acc,
         component_of: Option<&Path>,
     ) -> Result<Kustomization, RenderError> {
         let kfile = self.loader.kustomization_file(dir)?;
@@ -297,29 +338,51 @@ impl<'l> Builder<'l> {
             .map(|e| ("resources", e))
             .chain(k.bases.iter().flatten().map(|e| ("bases", e)))
             .collect();
-        let mut seen: HashSet<IdKey> = ra.iter().map(|r| r.cur_id().key()).collect();
+        let mut seen: HashSet<IdKey> = acc.resources.iter().map(|r| r.cur_id().key()).collect();
+        let meta_err = |field: &str, message: String| RenderError::Transform {
+            file: kfile.clone(),
+            field: field.to_string(),
+            message,
+        };
         for (field, entry) in entries {
             match self.loader.resolve(dir, dir, entry, &kfile, field)? {
                 Target::Dir(sub) => {
-                    let (subres, _) = self.accumulate(&sub, Vec::new(), None)?;
-                    append_all(ra, &mut seen, subres, &kfile)?;
+                    let (sub_acc, _) = self.accumulate(&sub, Acc::default(), None)?;
+                    append_all(&mut acc.resources, &mut seen, sub_acc.resources, &kfile)?;
+                    acc.merge_meta(&sub_acc.config, sub_acc.vars)
+                        .map_err(|m| meta_err(field, m))?;
                 }
                 Target::File(path) => {
                     let text = self.loader.read_text(&path)?;
                     let resources = parse_resources(&text, &path)?;
-                    append_all(ra, &mut seen, resources, &kfile)?;
+                    append_all(&mut acc.resources, &mut seen, resources, &kfile)?;
                 }
             }
         }
 
-        self.run_generators(&k, dir, &kfile, ra)?;
+        for (i, entry) in k.configurations.iter().flatten().enumerate() {
+            let field = format!("configurations[{i}]");
+            let path = self.loader.resolve_file(dir, entry, &kfile, &field)?;
+            let text = self.loader.read_text(&path)?;
+            let value = yaml::parse_kustomization(&text).map_err(|e| yaml_error(&path, e))?;
+            let config = TransformerConfig::from_value(&value).map_err(|message| {
+                RenderError::InvalidKustomization {
+                    file: path.clone(),
+                    field: field.clone(),
+                    message,
+                }
+            })?;
+            acc.config.merge(&config).map_err(|m| meta_err(&field, m))?;
+        }
+
+        self.run_generators(&k, dir, &kfile, &mut acc.resources)?;
 
         for entry in k.components.iter().flatten() {
             match self.loader.resolve(dir, dir, entry, &kfile, "components")? {
                 Target::Dir(sub) => {
-                    let taken = std::mem::take(ra);
+                    let taken = std::mem::take(acc);
                     let (out, _) = self.accumulate(&sub, taken, Some(dir))?;
-                    *ra = out;
+                    *acc = out;
                 }
                 Target::File(path) => {
                     return Err(RenderError::InvalidKustomization {
@@ -334,7 +397,14 @@ impl<'l> Builder<'l> {
             }
         }
 
-        self.run_transformers(&k, dir, &kfile, ra)?;
+        let config = self
+            .effective_config(&acc.config)
+            .map_err(|m| meta_err("configurations", m))?;
+        self.run_transformers(&k, dir, &kfile, &config, &mut acc.resources)?;
+        let vars = k.vars.clone().unwrap_or_default();
+        crate::vars::record(&mut acc.resources, &vars).map_err(|m| meta_err("vars", m))?;
+        acc.merge_meta(&TransformerConfig::default(), vars)
+            .map_err(|m| meta_err("vars", m))?;
         Ok(k)
     }
 
@@ -471,6 +541,7 @@ impl<'l> Builder<'l> {
         k: &Kustomization,
         dir: &Path,
         kfile: &Path,
+        config: &TransformerConfig,
         ra: &mut Vec<Resource>,
     ) -> Result<(), RenderError> {
         let err = |field: &str, message: String| RenderError::Transform {
@@ -508,15 +579,17 @@ impl<'l> Builder<'l> {
         }
 
         if let Some(ns) = k.namespace.as_deref().filter(|s| !s.is_empty()) {
-            transform::set_namespace(ra, ns).map_err(|m| err("namespace", m))?;
+            transform::set_namespace(ra, ns, &config.namespace).map_err(|m| err("namespace", m))?;
         }
         let prefix = k.name_prefix.as_deref().unwrap_or("");
         if !prefix.is_empty() {
-            transform::add_name_affix(ra, prefix, "");
+            transform::add_name_affix(ra, prefix, "", &config.name_prefix)
+                .map_err(|m| err("namePrefix", m))?;
         }
         let suffix = k.name_suffix.as_deref().unwrap_or("");
         if !suffix.is_empty() {
-            transform::add_name_affix(ra, "", suffix);
+            transform::add_name_affix(ra, "", suffix, &config.name_suffix)
+                .map_err(|m| err("nameSuffix", m))?;
         }
 
         // labels, then commonLabels
@@ -530,16 +603,20 @@ impl<'l> Builder<'l> {
                 .flatten()
                 .map(|f| FieldSpec::new(&f.group, &f.version, &f.kind, &f.path, f.create))
                 .collect();
-            let specs =
-                transform::label_specs(label.include_selectors, label.include_templates, &fields);
+            let specs = transform::label_specs(
+                label.include_selectors,
+                label.include_templates,
+                &fields,
+                config,
+            );
             transform::add_map_entries(ra, &pairs, &specs).map_err(|m| err(&field, m))?;
         }
         if !common.is_empty() {
-            transform::add_map_entries(ra, &common, &fieldspec::common_labels())
+            transform::add_map_entries(ra, &common, &config.common_labels)
                 .map_err(|m| err("commonLabels", m))?;
         }
         if let Some(annotations) = k.common_annotations.as_ref().filter(|m| !m.is_empty()) {
-            transform::add_map_entries(ra, annotations, &fieldspec::common_annotations())
+            transform::add_map_entries(ra, annotations, &config.common_annotations)
                 .map_err(|m| err("commonAnnotations", m))?;
         }
 
@@ -550,7 +627,7 @@ impl<'l> Builder<'l> {
         }
 
         for (i, r) in k.replicas.iter().flatten().enumerate() {
-            transform::set_replicas(ra, &r.name, r.count)
+            transform::set_replicas(ra, &r.name, r.count, &config.replicas)
                 .map_err(|m| err(&format!("replicas[{i}]"), m))?;
         }
         for (i, image) in k
@@ -560,7 +637,8 @@ impl<'l> Builder<'l> {
             .chain(k.image_tags.iter().flatten())
             .enumerate()
         {
-            transform::set_image(ra, image).map_err(|m| err(&format!("images[{i}]"), m))?;
+            transform::set_image(ra, image, &config.images)
+                .map_err(|m| err(&format!("images[{i}]"), m))?;
         }
 
         if let Some(entries) = k.replacements.as_ref() {

@@ -300,6 +300,7 @@ pub(crate) fn namespace_extra() -> Vec<FieldSpec> {
 
 /// A back reference: resources of kind `target` are referred to by name at
 /// the `referrers` paths.
+#[derive(Debug, Clone)]
 pub(crate) struct NameBackRef {
     pub target: Gvk,
     pub referrers: Vec<FieldSpec>,
@@ -623,8 +624,74 @@ pub(crate) fn name_references() -> Vec<NameBackRef> {
     });
 
     refs.push(NameBackRef {
+        target: gvk(
+            "admissionregistration.k8s.io",
+            "",
+            "ValidatingAdmissionPolicy",
+        ),
+        referrers: vec![fs(
+            "admissionregistration.k8s.io",
+            "",
+            "ValidatingAdmissionPolicyBinding",
+            "spec/policyName",
+            false,
+        )],
+    });
+
+    refs.push(NameBackRef {
         target: gvk("networking.k8s.io/v1", "v1", "IngressClass"),
         referrers: vec![fs("", "", "Ingress", "spec/ingressClassName", false)],
     });
     refs
+}
+
+/// Where `$(VAR)` references are substituted (kustomize's default
+/// `varReference`).
+pub(crate) fn var_references() -> Vec<FieldSpec> {
+    const CONTAINER_FIELDS: [&str; 4] = ["args", "command", "env/value", "volumeMounts/mountPath"];
+    let mut specs = Vec::new();
+    let pod_specs = [
+        ("CronJob", "spec/jobTemplate/spec/template/spec"),
+        ("DaemonSet", "spec/template/spec"),
+        ("Deployment", "spec/template/spec"),
+        ("Job", "spec/template/spec"),
+        ("Pod", "spec"),
+        ("ReplicaSet", "spec/template/spec"),
+        ("StatefulSet", "spec/template/spec"),
+    ];
+    for (kind, prefix) in pod_specs {
+        for list in ["containers", "initContainers"] {
+            for field in CONTAINER_FIELDS {
+                specs.push(fs("", "", kind, &format!("{prefix}/{list}/{field}"), false));
+            }
+        }
+        if kind == "StatefulSet" {
+            specs.push(fs(
+                "",
+                "",
+                kind,
+                "spec/volumeClaimTemplates/spec/nfs/server",
+                false,
+            ));
+        } else {
+            specs.push(fs(
+                "",
+                "",
+                kind,
+                &format!("{prefix}/volumes/nfs/server"),
+                false,
+            ));
+        }
+    }
+    specs.extend([
+        fs("", "", "Ingress", "spec/rules/host", false),
+        fs("", "", "Ingress", "spec/tls/hosts", false),
+        fs("", "", "Ingress", "spec/tls/secretName", false),
+        fs("", "", "Service", "spec/ports/port", false),
+        fs("", "", "Service", "spec/ports/targetPort", false),
+        fs("", "", "PersistentVolume", "spec/nfs/server", false),
+        fs("", "", "", "metadata/labels", false),
+        fs("", "", "", "metadata/annotations", false),
+    ]);
+    specs
 }

@@ -27,6 +27,7 @@
 
 mod build;
 pub mod cloud;
+mod config;
 mod error;
 mod fieldspec;
 mod generator;
@@ -39,6 +40,7 @@ mod resource;
 mod schema;
 mod select;
 mod transform;
+mod vars;
 mod yaml;
 
 use std::path::{Path, PathBuf};
@@ -51,6 +53,20 @@ pub use crate::yaml::YamlError;
 
 /// The default limit on the size of any one file read while rendering.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// kustomize's load restrictor: whether files a kustomization reads must
+/// lie in or below its own directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoadRestrictions {
+    /// `LoadRestrictionsRootOnly`, kustomize's default: files (patches,
+    /// generator sources, configurations …) must lie within the
+    /// kustomization's directory.
+    #[default]
+    RootOnly,
+    /// `LoadRestrictionsNone`: files may lie anywhere — still within
+    /// [`RenderOptions::confine_to`] when that is set.
+    None,
+}
 
 /// How to render.
 #[derive(Debug, Clone)]
@@ -65,6 +81,9 @@ pub struct RenderOptions {
     /// a kustomization name other kustomization directories anywhere; the
     /// service confines rendering to the checked-out repository with it.
     pub confine_to: Option<PathBuf>,
+    /// kustomize's `--load-restrictor`. Turning restrictions off never
+    /// lifts `confine_to`.
+    pub load_restrictions: LoadRestrictions,
 }
 
 impl Default for RenderOptions {
@@ -73,6 +92,7 @@ impl Default for RenderOptions {
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             cloud_profile: None,
             confine_to: None,
+            load_restrictions: LoadRestrictions::RootOnly,
         }
     }
 }
@@ -112,6 +132,7 @@ pub fn render_dir(dir: &Path, options: &RenderOptions) -> Result<Vec<Value>, Ren
     let loader = load::Loader {
         max_file_bytes: options.max_file_bytes,
         boundary,
+        restrict_to_root: options.load_restrictions == LoadRestrictions::RootOnly,
     };
     let top_file = loader.kustomization_file(&dir)?;
     let mut builder = build::Builder::new(&loader);
@@ -124,9 +145,21 @@ pub fn render_dir(dir: &Path, options: &RenderOptions) -> Result<Vec<Value>, Ren
         let name = format!("{}-{hash}", res.name());
         res.set_name(&name);
     }
-    nameref::fix_name_references(&mut resources).map_err(|message| RenderError::Transform {
+    nameref::fix_name_references(&mut resources, &accumulated.config.name_reference).map_err(
+        |message| RenderError::Transform {
+            file: top_file.clone(),
+            field: "(name references)".into(),
+            message,
+        },
+    )?;
+    vars::resolve(
+        &mut resources,
+        &accumulated.vars,
+        &accumulated.config.var_reference,
+    )
+    .map_err(|message| RenderError::Transform {
         file: top_file.clone(),
-        field: "(name references)".into(),
+        field: "vars".into(),
         message,
     })?;
     if accumulated.order != "fifo" {

@@ -24,6 +24,8 @@ pub(crate) struct Loader {
     pub max_file_bytes: u64,
     /// Canonical directory every read must stay in, when confined.
     pub boundary: Option<PathBuf>,
+    /// kustomize's root-only load restriction.
+    pub restrict_to_root: bool,
 }
 
 /// Whether an entry names a remote resource (URL or git repository).
@@ -116,7 +118,7 @@ impl Loader {
         if meta.is_dir() {
             return Ok(Target::Dir(canonical));
         }
-        if !canonical.starts_with(root) {
+        if self.restrict_to_root && !canonical.starts_with(root) {
             return Err(RenderError::OutsideRoot {
                 file: file.to_path_buf(),
                 field: field.to_string(),
@@ -210,7 +212,7 @@ impl Loader {
                     .filter(|b| !canonical.starts_with(b));
                 let root = match root {
                     Some(boundary) => Some(boundary),
-                    None if !canonical.starts_with(dir) => Some(dir),
+                    None if self.restrict_to_root && !canonical.starts_with(dir) => Some(dir),
                     None => None,
                 };
                 match root {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::fieldspec::{self, FieldSpec, NameBackRef};
+use crate::fieldspec::{FieldSpec, NameBackRef};
 use crate::resource::{Gvk, ResId, Resource};
 
 /// What the referral search needs to know about each resource.
@@ -36,8 +36,10 @@ struct Candidates {
 }
 
 /// Updates every name reference in `resources`.
-pub(crate) fn fix_name_references(resources: &mut [Resource]) -> Result<(), String> {
-    let backrefs = fieldspec::name_references();
+pub(crate) fn fix_name_references(
+    resources: &mut [Resource],
+    backrefs: &[NameBackRef],
+) -> Result<(), String> {
     let all: Vec<Candidate> = resources
         .iter()
         .map(|r| {
@@ -342,8 +344,9 @@ mod tests {
                 _ => None,
             })
             .collect();
-        add_name_affix(&mut resources, "p-", "");
-        fix_name_references(&mut resources).expect("references fixed");
+        let config = crate::config::TransformerConfig::defaults();
+        add_name_affix(&mut resources, "p-", "", &config.name_prefix).expect("prefixed");
+        fix_name_references(&mut resources, &config.name_reference).expect("references fixed");
         let got: Vec<Value> = resources
             .into_iter()
             .map(|r| Value::Object(r.obj))

@@ -42,7 +42,7 @@ pub(crate) fn split_field_path(path: &str) -> Vec<String> {
     out
 }
 
-fn scalar_text(v: &Value) -> Option<String> {
+pub(crate) fn scalar_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(crate::yaml::number_text(n)),

@@ -158,6 +158,8 @@ pub(crate) struct Resource {
     pub behavior: Option<Behavior>,
     /// Whether the name gets the content hash suffix at the end.
     pub needs_hash: bool,
+    /// The vars bound to this resource.
+    pub ref_var_names: Vec<String>,
     /// The file the resource was read from (or the kustomization that
     /// generated it).
     pub origin: Arc<PathBuf>,
@@ -172,6 +174,7 @@ impl Resource {
             suffixes: Vec::new(),
             behavior: None,
             needs_hash: false,
+            ref_var_names: Vec::new(),
             origin,
         }
     }

@@ -5,14 +5,22 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::fieldspec::{self, FieldSpec};
+use crate::config::TransformerConfig;
+use crate::fieldspec::FieldSpec;
 use crate::kustomization::ImageSpec;
 use crate::resource::{Gvk, Resource};
 
 /// Sets the namespace of every namespaced resource (and the fields that
 /// carry a namespace), as kustomize's `namespace:` does.
-pub(crate) fn set_namespace(resources: &mut [Resource], namespace: &str) -> Result<(), String> {
-    let extra = fieldspec::namespace_extra();
+pub(crate) fn set_namespace(
+    resources: &mut [Resource],
+    namespace: &str,
+    specs: &[FieldSpec],
+) -> Result<(), String> {
+    let extra: Vec<&FieldSpec> = specs
+        .iter()
+        .filter(|s| s.path != ["metadata", "namespace"])
+        .collect();
     for res in resources.iter_mut() {
         res.store_prev_id();
         let gvk = res.gvk();
@@ -36,6 +44,7 @@ pub(crate) fn set_namespace(resources: &mut [Resource], namespace: &str) -> Resu
         for spec in &extra {
             spec.apply(res, &mut |node: &mut Value| -> Result<(), String> {
                 match node {
+                    Value::Null if !spec.create => Ok(()),
                     Value::Object(_) | Value::Array(_) => Err(format!(
                         "namespace field {} must be a scalar",
                         spec.path.join("/")
@@ -67,12 +76,48 @@ fn skips_rename(gvk: &Gvk) -> bool {
         || (gvk.kind == "APIService" && gvk.group == "apiregistration.k8s.io")
 }
 
-/// Adds a name prefix or suffix to every resource kustomize renames.
-pub(crate) fn add_name_affix(resources: &mut [Resource], prefix: &str, suffix: &str) {
+/// Adds a name prefix or suffix to every resource kustomize renames (and
+/// to the other fields the configuration's specs name).
+pub(crate) fn add_name_affix(
+    resources: &mut [Resource],
+    prefix: &str,
+    suffix: &str,
+    specs: &[FieldSpec],
+) -> Result<(), String> {
     for res in resources.iter_mut() {
         if skips_rename(&res.org_id().gvk) {
             continue;
         }
+        let gvk = res.gvk();
+        for spec in specs {
+            if !spec.selects(&gvk) {
+                continue;
+            }
+            if spec.path == ["metadata", "name"] {
+                rename_with_affix(res, prefix, suffix);
+                continue;
+            }
+            let id = res.cur_id();
+            spec.apply(res, &mut |node: &mut Value| -> Result<(), String> {
+                match node {
+                    Value::Null => Ok(()),
+                    Value::String(s) => {
+                        *s = format!("{prefix}{s}{suffix}");
+                        Ok(())
+                    }
+                    _ => Err(format!(
+                        "{id}: field {} is not a string",
+                        spec.path.join("/")
+                    )),
+                }
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn rename_with_affix(res: &mut Resource, prefix: &str, suffix: &str) {
+    {
         if !prefix.is_empty() {
             res.prefixes.push(prefix.to_string());
             res.store_prev_id();
@@ -124,14 +169,15 @@ pub(crate) fn label_specs(
     include_selectors: bool,
     include_templates: bool,
     fields: &[FieldSpec],
+    config: &TransformerConfig,
 ) -> Vec<FieldSpec> {
     let mut specs: Vec<FieldSpec> = fields.to_vec();
     if include_selectors {
-        specs.extend(fieldspec::common_labels());
+        specs.extend(config.common_labels.iter().cloned());
     } else {
         specs.push(FieldSpec::new("", "", "", "metadata/labels", true));
         if include_templates {
-            specs.extend(fieldspec::template_labels());
+            specs.extend(config.template_labels.iter().cloned());
         }
     }
     specs
@@ -142,15 +188,15 @@ pub(crate) fn set_replicas(
     resources: &mut [Resource],
     name: &str,
     count: i64,
+    specs: &[FieldSpec],
 ) -> Result<(), String> {
-    let specs = fieldspec::replicas();
     let mut found = false;
     for res in resources.iter_mut() {
         if res.name() != name && !res.prev_ids.iter().any(|id| id.name == name) {
             continue;
         }
         let cur = res.cur_id();
-        for spec in &specs {
+        for spec in specs {
             let matches = res
                 .prev_ids
                 .iter()
@@ -175,9 +221,12 @@ pub(crate) fn set_replicas(
 }
 
 /// Applies one `images` entry to every container image it matches.
-pub(crate) fn set_image(resources: &mut [Resource], image: &ImageSpec) -> Result<(), String> {
+pub(crate) fn set_image(
+    resources: &mut [Resource],
+    image: &ImageSpec,
+    specs: &[FieldSpec],
+) -> Result<(), String> {
     let matcher = ImageMatcher::new(&image.name)?;
-    let specs = fieldspec::images();
     for res in resources.iter_mut() {
         // Containers anywhere in the object.
         let mut root = Value::Object(std::mem::take(&mut res.obj));
@@ -185,7 +234,7 @@ pub(crate) fn set_image(resources: &mut [Resource], image: &ImageSpec) -> Result
         if let Value::Object(map) = root {
             res.obj = map;
         }
-        for spec in &specs {
+        for spec in specs {
             let spec = FieldSpec {
                 create: false,
                 ..spec.clone()

@@ -271,8 +271,9 @@ fn unsupported_fields_are_named() {
         "kustomization.yaml",
         "vars:\n- name: X\n  objref: {kind: Service, name: s, apiVersion: v1}\n",
     );
-    let err = check_error(tmp.path(), &["vars", "not supported"]);
-    assert!(matches!(err, RenderError::Unsupported { .. }), "{err:?}");
+    // A var naming no resource is kustomize's error too.
+    let err = check_error(tmp.path(), &["vars", "cannot be mapped"]);
+    assert!(matches!(err, RenderError::Transform { .. }), "{err:?}");
 
     write(tmp.path(), "kustomization.yaml", "helmCharts:\n- name: x\n");
     check_error(tmp.path(), &["helmCharts", "not supported"]);
