@@ -1,0 +1,336 @@
+//! Writing YAML in the shape of kustomize's output (sorted keys, block
+//! style, sequences not indented under their key), quoting every string
+//! that any YAML 1.1 or 1.2 reader could take for something else.
+
+use std::fmt::Write as _;
+
+use serde_json::{Map, Value};
+
+use super::number::number_text;
+
+/// Writes objects as a multi-document YAML stream separated by `---`.
+pub(crate) fn write_documents(objects: &[Value]) -> String {
+    let mut out = String::with_capacity(objects.len() * 512);
+    for (i, object) in objects.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        write_document(object, &mut out);
+    }
+    out
+}
+
+/// Writes one value as a YAML document (no separator).
+pub(crate) fn write_document(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) if !map.is_empty() => write_map(map, 0, false, out),
+        Value::Array(items) if !items.is_empty() => write_seq(items, 0, false, out),
+        other => {
+            write_inline(other, 0, out);
+            out.push('\n');
+        }
+    }
+}
+
+fn indent(out: &mut String, n: usize) {
+    for _ in 0..n {
+        out.push(' ');
+    }
+}
+
+fn write_map(map: &Map<String, Value>, level: usize, first_inline: bool, out: &mut String) {
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort();
+    for (i, key) in keys.into_iter().enumerate() {
+        if i > 0 || !first_inline {
+            indent(out, level);
+        }
+        write_string(key, level, false, out);
+        out.push(':');
+        match &map[key] {
+            Value::Object(child) if !child.is_empty() => {
+                out.push('\n');
+                write_map(child, level + 2, false, out);
+            }
+            Value::Array(items) if !items.is_empty() => {
+                out.push('\n');
+                write_seq(items, level, false, out);
+            }
+            other => {
+                out.push(' ');
+                write_inline(other, level + 2, out);
+                out.push('\n');
+            }
+        }
+    }
+}
+
+fn write_seq(items: &[Value], level: usize, first_inline: bool, out: &mut String) {
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 || !first_inline {
+            indent(out, level);
+        }
+        out.push_str("- ");
+        match item {
+            Value::Object(child) if !child.is_empty() => write_map(child, level + 2, true, out),
+            Value::Array(child) if !child.is_empty() => write_seq(child, level + 2, true, out),
+            other => {
+                write_inline(other, level + 2, out);
+                out.push('\n');
+            }
+        }
+    }
+}
+
+/// Writes a scalar or an empty collection on the current line. A multi-line
+/// string becomes a literal block indented at `block_indent`.
+fn write_inline(value: &Value, block_indent: usize, out: &mut String) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&number_text(n)),
+        Value::String(s) => write_string(s, block_indent, true, out),
+        Value::Array(_) => out.push_str("[]"),
+        Value::Object(_) => out.push_str("{}"),
+    }
+}
+
+fn write_string(s: &str, block_indent: usize, allow_block: bool, out: &mut String) {
+    if allow_block && literal_allowed(s) {
+        write_literal(s, block_indent, out);
+    } else if could_be_non_string(s) {
+        write_double_quoted(s, out);
+    } else if plain_allowed(s) {
+        out.push_str(s);
+    } else if s.chars().all(|c| printable(c) && c != '\n' && c != '\t') {
+        out.push('\'');
+        for c in s.chars() {
+            if c == '\'' {
+                out.push('\'');
+            }
+            out.push(c);
+        }
+        out.push('\'');
+    } else {
+        write_double_quoted(s, out);
+    }
+}
+
+fn printable(c: char) -> bool {
+    match c {
+        '\t' | '\n' => true,
+        '\u{20}'..='\u{7e}' => true,
+        '\u{85}' => false,
+        '\u{a0}'..='\u{d7ff}' => true,
+        '\u{e000}'..='\u{fffd}' => c != '\u{feff}',
+        '\u{10000}'..='\u{10ffff}' => true,
+        _ => false,
+    }
+}
+
+fn literal_allowed(s: &str) -> bool {
+    if !s.contains('\n') || s.trim_matches('\n').is_empty() {
+        return false;
+    }
+    if !s
+        .chars()
+        .all(|c| printable(c) && c != '\u{2028}' && c != '\u{2029}')
+    {
+        return false;
+    }
+    // Like yaml.v2, no literal block when a line ends in white space.
+    if s.split('\n').any(|l| l.ends_with(' ') || l.ends_with('\t')) {
+        return false;
+    }
+    // The first non-empty line fixes the block's indentation: it must not
+    // start with white space.
+    let first = s.split('\n').find(|l| !l.is_empty()).unwrap_or("");
+    !(first.starts_with(' ') || first.starts_with('\t'))
+}
+
+fn write_literal(s: &str, block_indent: usize, out: &mut String) {
+    let body = s.trim_end_matches('\n');
+    let trailing = s.len() - body.len();
+    out.push('|');
+    match trailing {
+        0 => out.push('-'),
+        1 => {}
+        _ => out.push('+'),
+    }
+    out.push('\n');
+    for (i, line) in body.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        if !line.is_empty() {
+            indent(out, block_indent);
+            out.push_str(line);
+        }
+    }
+    // `body` ends without a newline; the chomping indicator accounts for
+    // the line breaks that follow it.
+    for _ in 0..trailing.max(1) {
+        out.push('\n');
+    }
+    // The caller writes the line break that ends the entry.
+    out.pop();
+}
+
+fn write_double_quoted(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\u{85}' => out.push_str("\\N"),
+            '\u{2028}' => out.push_str("\\L"),
+            '\u{2029}' => out.push_str("\\P"),
+            c if !printable(c) => {
+                let code = c as u32;
+                if code <= 0xff {
+                    let _ = write!(out, "\\x{code:02X}");
+                } else if code <= 0xffff {
+                    let _ = write!(out, "\\u{code:04X}");
+                } else {
+                    let _ = write!(out, "\\U{code:08X}");
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Whether `s` can be written as a plain scalar and still read back as the
+/// same string by YAML 1.1 and 1.2 readers alike.
+fn plain_allowed(s: &str) -> bool {
+    if s.is_empty() || could_be_non_string(s) {
+        return false;
+    }
+    let first = s.chars().next().unwrap_or(' ');
+    let last = s.chars().next_back().unwrap_or(' ');
+    if matches!(
+        first,
+        '-' | '?'
+            | ':'
+            | ','
+            | '['
+            | ']'
+            | '{'
+            | '}'
+            | '#'
+            | '&'
+            | '*'
+            | '!'
+            | '|'
+            | '>'
+            | '\''
+            | '"'
+            | '%'
+            | '@'
+            | '`'
+            | ' '
+    ) && (first != '-' || s.len() <= 1 || s.starts_with("- ") || s.starts_with("---"))
+    {
+        return false;
+    }
+    if last == ' ' || last == ':' {
+        return false;
+    }
+    if s.contains(": ") || s.contains(" #") || s.contains(":\t") {
+        return false;
+    }
+    s.chars().all(|c| printable(c) && c != '\n' && c != '\t')
+}
+
+/// Does any common YAML reader (1.1 or 1.2) resolve this plain scalar to
+/// something other than a string?
+fn could_be_non_string(s: &str) -> bool {
+    if s.is_empty() {
+        return true;
+    }
+    let lower = s.to_ascii_lowercase();
+    if matches!(
+        lower.as_str(),
+        "y" | "yes"
+            | "n"
+            | "no"
+            | "true"
+            | "false"
+            | "on"
+            | "off"
+            | "null"
+            | "~"
+            | "="
+            | "<<"
+            | ".inf"
+            | "-.inf"
+            | "+.inf"
+            | ".nan"
+    ) {
+        return true;
+    }
+    looks_numeric(s) || looks_like_timestamp(s)
+}
+
+fn looks_like_timestamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 5 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-'
+}
+
+/// Integers (decimal, hex, octal, binary, sexagesimal, with underscores)
+/// and floats in any YAML version's notation.
+fn looks_numeric(s: &str) -> bool {
+    let t = s.strip_prefix(['-', '+']).unwrap_or(s);
+    if t.is_empty() {
+        return false;
+    }
+    let all = |rest: &str, ok: fn(char) -> bool| !rest.is_empty() && rest.chars().all(ok);
+    for (prefix, ok) in [
+        (
+            "0x",
+            (|c: char| c.is_ascii_hexdigit() || c == '_') as fn(char) -> bool,
+        ),
+        ("0X", |c: char| c.is_ascii_hexdigit() || c == '_'),
+        ("0o", |c: char| ('0'..='7').contains(&c) || c == '_'),
+        ("0b", |c: char| c == '0' || c == '1' || c == '_'),
+    ] {
+        if let Some(rest) = t.strip_prefix(prefix) {
+            return all(rest, ok);
+        }
+    }
+    if t.contains(':') {
+        return t.starts_with(|c: char| c.is_ascii_digit())
+            && t.chars()
+                .all(|c| c.is_ascii_digit() || c == '_' || c == ':' || c == '.');
+    }
+    // [digits_] ['.' [digits_]] [e [sign] digits], with at least one digit
+    // before the exponent.
+    let (mantissa, exponent) = match t.find(['e', 'E']) {
+        Some(i) => (&t[..i], Some(&t[i + 1..])),
+        None => (t, None),
+    };
+    let mut digits = 0;
+    let mut dots = 0;
+    for c in mantissa.chars() {
+        match c {
+            '0'..='9' => digits += 1,
+            '_' => {}
+            '.' => dots += 1,
+            _ => return false,
+        }
+    }
+    if digits == 0 || dots > 1 {
+        return false;
+    }
+    match exponent {
+        None => true,
+        Some(e) => {
+            let e = e.strip_prefix(['-', '+']).unwrap_or(e);
+            !e.is_empty() && e.chars().all(|c| c.is_ascii_digit())
+        }
+    }
+}
