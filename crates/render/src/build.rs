@@ -98,9 +98,13 @@ pub(crate) fn parse_resources(text: &str, path: &Path) -> Result<Vec<Resource>, 
             }
         };
         let kind = map.get("kind").and_then(Value::as_str).unwrap_or("");
+        let mut unnamed_ok = false;
         if kind.ends_with("List") {
             match map.get("items") {
-                None | Some(Value::Null) => continue,
+                // a kind that merely ends in "List" (kustomize keeps it,
+                // named or not)
+                None => unnamed_ok = true,
+                Some(Value::Null) => continue,
                 Some(Value::Array(items)) => {
                     queue.extend(items.iter().cloned());
                     continue;
@@ -110,6 +114,10 @@ pub(crate) fn parse_resources(text: &str, path: &Path) -> Result<Vec<Resource>, 
                 }
             }
         }
+        let mut map = map;
+        if unnamed_ok && !map.contains_key("metadata") {
+            map.insert("metadata".into(), Value::Object(Map::new()));
+        }
         let res = Resource::new(map, origin.clone());
         if res.kind().is_empty() {
             return Err(invalid(format!(
@@ -117,7 +125,7 @@ pub(crate) fn parse_resources(text: &str, path: &Path) -> Result<Vec<Resource>, 
                 res.name()
             )));
         }
-        if res.name().is_empty() {
+        if res.name().is_empty() && !unnamed_ok {
             return Err(invalid(format!(
                 "missing metadata.name in object of kind {}",
                 res.kind()
@@ -211,11 +219,14 @@ fn check_supported(k: &Kustomization, file: &Path) -> Result<(), RenderError> {
         }
     }
     if let Some(s) = &k.sort_options {
-        if !matches!(s.order.as_str(), "" | "legacy" | "fifo") {
+        if !matches!(s.order.as_str(), "legacy" | "fifo") {
             return Err(RenderError::InvalidKustomization {
                 file: file.to_path_buf(),
                 field: "sortOptions.order".into(),
-                message: format!("unknown order {:?} (legacy or fifo)", s.order),
+                message: format!(
+                    "the field 'sortOptions.order' must be one of [fifo, legacy], not {:?}",
+                    s.order
+                ),
             });
         }
         if s.order == "fifo" && s.legacy_sort_options.is_some() {
@@ -555,6 +566,9 @@ impl<'l> Builder<'l> {
             let field = format!("patchesStrategicMerge[{i}]");
             let (text, source) = self.inline_or_file(dir, kfile, &field, entry)?;
             let docs = yaml::parse_documents(&text).map_err(|e| yaml_error(&source, e))?;
+            if docs.iter().all(Value::is_null) {
+                return Err(err(&field, format!("patch appears to be empty: {entry}")));
+            }
             for doc in docs {
                 match doc {
                     Value::Null => {}
@@ -733,7 +747,24 @@ impl<'l> Builder<'l> {
         };
         let docs = yaml::parse_documents(&text).map_err(|e| yaml_error(&source, e))?;
         let docs: Vec<Value> = docs.into_iter().filter(|d| !d.is_null()).collect();
-        let is_json = json_only || docs.first().is_some_and(Value::is_array);
+        let blank = text.trim().is_empty();
+        let no_ops = match docs.as_slice() {
+            [] => true,
+            [Value::Array(ops)] => ops.is_empty(),
+            _ => false,
+        };
+        if json_only && no_ops {
+            return Err(err("patch appears to be empty".into()));
+        }
+        // kustomize reads a `patches` entry as both kinds: text without
+        // documents (comments, `---`) or an empty operation list is both
+        // at once, which it refuses; empty text is an empty JSON patch.
+        if !json_only && no_ops && !blank {
+            return Err(err(
+                "illegally qualifies as both an SM and JSON patch".into()
+            ));
+        }
+        let is_json = json_only || blank || docs.first().is_some_and(Value::is_array);
         if is_json {
             let Some(target) = spec.target.as_ref() else {
                 return Err(err("must specify a target for JSON patch".into()));
@@ -983,6 +1014,7 @@ pub(crate) fn finalize(res: &mut Resource) {
 
 fn scalar_string(v: &Value) -> Option<String> {
     match v {
+        Value::Null => Some("null".into()),
         Value::Number(n) => Some(yaml::number_text(n)),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,

@@ -319,8 +319,19 @@ pub(crate) struct FieldOptions {
 impl Kustomization {
     /// Decodes a parsed kustomization document, strictly.
     pub fn from_value(value: Value, file: &Path) -> Result<Self, RenderError> {
+        let empty = match &value {
+            Value::Null => true,
+            Value::Object(map) => map.keys().all(|k| k == "apiVersion" || k == "kind"),
+            _ => false,
+        };
+        if empty {
+            return Err(RenderError::InvalidKustomization {
+                file: file.to_path_buf(),
+                field: "(document)".into(),
+                message: "kustomization is empty".into(),
+            });
+        }
         let value = match value {
-            Value::Null => Value::Object(Default::default()),
             v @ Value::Object(_) => v,
             _ => {
                 return Err(RenderError::InvalidKustomization {

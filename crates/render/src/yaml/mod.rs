@@ -150,6 +150,33 @@ mod tests {
     }
 
     #[test]
+    fn block_scalars_read_like_yaml_v3() {
+        let cases = [
+            // no line break added at the very end of the text
+            ("a: |\n  x\n  y", "a: |-\n  x\n  y\n"),
+            ("a: >\n  x\n  y", "a: x y\n"),
+            ("a: |\n  x\n  y\n", "a: |\n  x\n  y\n"),
+            ("a: |\n  x\nb: 1", "a: |\n  x\nb: 1\n"),
+            // one more break before a more-indented line after a normal one
+            ("a: >\n  x\n    y\n  z\n", "a: |\n  x\n\n    y\n  z\n"),
+            (
+                "a: >\n  x\n    y\n\n    w\n  z\n",
+                "a: |\n  x\n\n    y\n\n    w\n  z\n",
+            ),
+            ("a: >\n  x\n  y\n", "a: |\n  x y\n"),
+        ];
+        for (input, expected) in cases {
+            check(input, expected);
+        }
+    }
+
+    #[test]
+    fn kustomization_keys_repeat_with_the_last_value() {
+        let k = parse_kustomization("a: 1\na: 2\n").expect("parses");
+        assert_eq!(k, serde_json::json!({"a": 2}));
+    }
+
+    #[test]
     fn duplicate_keys_are_refused() {
         let err = parse_documents("a: 1\na: 2\n").expect_err("duplicate key");
         assert!(err.message.contains("already defined"), "{err}");

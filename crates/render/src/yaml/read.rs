@@ -40,6 +40,9 @@ pub(crate) fn parse_kustomization(text: &str) -> Result<Value, YamlError> {
 fn parse_with(text: &str, yaml11: bool) -> Result<Vec<Value>, YamlError> {
     let mut builder = Builder {
         yaml11,
+        // yaml.v3 adds no line break to a block scalar the text ends in
+        // without one; the position of the end (in characters) tells.
+        unterminated_end: (!text.is_empty() && !text.ends_with('\n')).then(|| text.chars().count()),
         ..Builder::default()
     };
     let mut parser = Parser::new_from_str(text);
@@ -76,6 +79,7 @@ struct Builder {
     alias_nodes: usize,
     root: Option<Value>,
     yaml11: bool,
+    unterminated_end: Option<usize>,
 }
 
 impl Builder {
@@ -104,7 +108,18 @@ impl Builder {
                 let value = value.clone();
                 self.push(value, span, false)?;
             }
-            Event::Scalar(text, style, anchor, tag) => {
+            Event::Scalar(mut text, style, anchor, tag) => {
+                if style == ScalarStyle::Folded {
+                    text = std::borrow::Cow::Owned(v3_folding(&text));
+                }
+                if matches!(style, ScalarStyle::Folded | ScalarStyle::Literal)
+                    && self.unterminated_end == Some(span.end.index())
+                    && text.ends_with('\n')
+                {
+                    let mut owned = text.into_owned();
+                    owned.pop();
+                    text = std::borrow::Cow::Owned(owned);
+                }
                 let mut value = resolve_scalar(&text, style, tag.as_deref(), span)?;
                 if self.yaml11 && style == ScalarStyle::Plain && tag.is_none() {
                     match text.as_ref() {
@@ -201,7 +216,7 @@ impl Builder {
                 }
                 Some(k) if k == MERGE_KEY => merges.push(value),
                 Some(k) => {
-                    if map.contains_key(&k) {
+                    if map.contains_key(&k) && !self.yaml11 {
                         return Err(YamlError::at(
                             span,
                             format!("mapping key {k:?} already defined"),
@@ -213,6 +228,32 @@ impl Builder {
         }
         Ok(())
     }
+}
+
+/// yaml.v3 folds a `>` scalar like the YAML spec, except that it keeps one
+/// more line break before a more-indented line that follows a normal one.
+/// `spec` is the spec's folding (what the parser produced).
+fn v3_folding(spec: &str) -> String {
+    if !spec.contains("\n ") && !spec.contains("\n\t") {
+        return spec.to_string();
+    }
+    let mut out = String::with_capacity(spec.len() + 8);
+    // whether the last non-empty line seen was a normal (not more-indented) one
+    let mut last_normal = false;
+    for (i, line) in spec.split('\n').enumerate() {
+        let more_indented = line.starts_with([' ', '\t']);
+        if i > 0 {
+            if more_indented && last_normal {
+                out.push('\n');
+            }
+            out.push('\n');
+        }
+        out.push_str(line);
+        if !line.is_empty() {
+            last_normal = !more_indented;
+        }
+    }
+    out
 }
 
 /// Stands for the `<<` merge key while its mapping is being built.
