@@ -36,7 +36,7 @@ pub(crate) struct Accumulated {
 
 /// Walks kustomizations depth first.
 pub(crate) struct Builder<'l> {
-    loader: &'l Loader,
+    pub(crate) loader: &'l Loader,
     /// The kustomization roots being accumulated, outermost first.
     roots: Vec<PathBuf>,
     /// kustomize's default transformer configuration, built once.
@@ -205,8 +205,6 @@ fn check_supported(k: &Kustomization, file: &Path) -> Result<(), RenderError> {
         }
     }
     for (field, v) in [
-        ("generators", &k.generators),
-        ("transformers", &k.transformers),
         ("validators", &k.validators),
         ("buildMetadata", &k.build_metadata),
     ] {
@@ -295,6 +293,15 @@ impl<'l> Builder<'l> {
 
     /// Accumulates the kustomization in `dir`. `component_of` is the parent
     /// when `dir` is a component applied to the parent's accumulation `acc`.
+    /// Accumulates the kustomization in `dir` as a resource directory.
+    pub(crate) fn accumulate_dir(
+        &mut self,
+        dir: &Path,
+        acc: Acc,
+    ) -> Result<(Acc, Kustomization), RenderError> {
+        self.accumulate(dir, acc, None)
+    }
+
     fn accumulate(
         &mut self,
         dir: &Path,
@@ -387,6 +394,9 @@ impl<'l> Builder<'l> {
         }
 
         self.run_generators(&k, dir, &kfile, &mut acc.resources)?;
+        if let Some(entries) = k.generators.as_ref().filter(|e| !e.is_empty()) {
+            self.run_plugin_generators(entries, dir, &kfile, &mut acc.resources)?;
+        }
 
         for entry in k.components.iter().flatten() {
             match self.loader.resolve(dir, dir, entry, &kfile, "components")? {
@@ -412,6 +422,9 @@ impl<'l> Builder<'l> {
             .effective_config(&acc.config)
             .map_err(|m| meta_err("configurations", m))?;
         self.run_transformers(&k, dir, &kfile, &config, &mut acc.resources)?;
+        if let Some(entries) = k.transformers.as_ref().filter(|e| !e.is_empty()) {
+            self.run_plugin_transformers(entries, dir, &kfile, &mut acc.resources)?;
+        }
         let vars = k.vars.clone().unwrap_or_default();
         crate::vars::record(&mut acc.resources, &vars).map_err(|m| meta_err("vars", m))?;
         acc.merge_meta(&TransformerConfig::default(), vars)
@@ -490,7 +503,7 @@ impl<'l> Builder<'l> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn generator_sources(
+    pub(crate) fn generator_sources(
         &self,
         dir: &Path,
         kfile: &Path,
@@ -564,26 +577,7 @@ impl<'l> Builder<'l> {
         // patchesStrategicMerge
         for (i, entry) in k.patches_strategic_merge.iter().flatten().enumerate() {
             let field = format!("patchesStrategicMerge[{i}]");
-            let (text, source) = self.inline_or_file(dir, kfile, &field, entry)?;
-            let docs = yaml::parse_documents(&text).map_err(|e| yaml_error(&source, e))?;
-            if docs.iter().all(Value::is_null) {
-                return Err(err(&field, format!("patch appears to be empty: {entry}")));
-            }
-            for doc in docs {
-                match doc {
-                    Value::Null => {}
-                    Value::Object(p) if p.is_empty() => {}
-                    Value::Object(p) => {
-                        apply_smp_by_id(ra, &p, false, false).map_err(|m| err(&field, m))?
-                    }
-                    _ => {
-                        return Err(err(
-                            &field,
-                            "a strategic merge patch must be a mapping".into(),
-                        ));
-                    }
-                }
-            }
+            self.apply_smp_entry(dir, kfile, &field, entry, ra)?;
         }
 
         // patches
@@ -665,6 +659,52 @@ impl<'l> Builder<'l> {
         Ok(())
     }
 
+    /// Applies one `patchesStrategicMerge` entry (a file or inline YAML).
+    pub(crate) fn apply_smp_entry(
+        &self,
+        dir: &Path,
+        kfile: &Path,
+        field: &str,
+        entry: &str,
+        ra: &mut Vec<Resource>,
+    ) -> Result<(), RenderError> {
+        let (text, source) = self.inline_or_file(dir, kfile, field, entry)?;
+        self.apply_smp_text(kfile, field, &text, &source, ra)
+    }
+
+    /// Applies the strategic merge patches of a text, each to the resource
+    /// its id names.
+    pub(crate) fn apply_smp_text(
+        &self,
+        kfile: &Path,
+        field: &str,
+        text: &str,
+        source: &Path,
+        ra: &mut Vec<Resource>,
+    ) -> Result<(), RenderError> {
+        let err = |message: String| RenderError::Transform {
+            file: kfile.to_path_buf(),
+            field: field.to_string(),
+            message,
+        };
+        let docs = yaml::parse_documents(text).map_err(|e| yaml_error(source, e))?;
+        if docs.iter().all(Value::is_null) {
+            return Err(err(format!(
+                "patch appears to be empty: {}",
+                source.display()
+            )));
+        }
+        for doc in docs {
+            match doc {
+                Value::Null => {}
+                Value::Object(p) if p.is_empty() => {}
+                Value::Object(p) => apply_smp_by_id(ra, &p, false, false).map_err(err)?,
+                _ => return Err(err("a strategic merge patch must be a mapping".into())),
+            }
+        }
+        Ok(())
+    }
+
     /// `patchesStrategicMerge` entries are a file path when such a file
     /// exists, inline YAML otherwise.
     fn inline_or_file(
@@ -701,7 +741,7 @@ impl<'l> Builder<'l> {
         Ok((entry.to_string(), kfile.to_path_buf()))
     }
 
-    fn apply_patch_entry(
+    pub(crate) fn apply_patch_entry(
         &self,
         spec: &PatchSpec,
         dir: &Path,
@@ -837,7 +877,7 @@ impl<'l> Builder<'l> {
         Ok(())
     }
 
-    fn load_replacements(
+    pub(crate) fn load_replacements(
         &self,
         entries: &[ReplacementEntry],
         dir: &Path,

@@ -397,7 +397,22 @@ impl Kustomization {
 /// names match case-insensitively, as Go's JSON decoding (and so
 /// kustomize) matches them.
 pub(crate) fn decode_strict<T: serde::de::DeserializeOwned>(
+    value: Value,
+) -> Result<T, (String, String)> {
+    decode(value, false)
+}
+
+/// [`decode_strict`], except that unknown fields are dropped (how Go's
+/// plain JSON decoding reads plugin configurations).
+pub(crate) fn decode_lenient<T: serde::de::DeserializeOwned>(
+    value: Value,
+) -> Result<T, (String, String)> {
+    decode(value, true)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
     mut value: Value,
+    drop_unknown: bool,
 ) -> Result<T, (String, String)> {
     loop {
         let e = match serde_path_to_error::deserialize(&value) {
@@ -411,9 +426,13 @@ pub(crate) fn decode_strict<T: serde::de::DeserializeOwned>(
         {
             let name = &rest[..end];
             let expected: Vec<&str> = rest[end..].split('`').skip(2).step_by(2).collect();
-            if let Some(canonical) = expected.iter().find(|c| c.eq_ignore_ascii_case(name))
-                && rename_key(&mut value, e.path(), name, canonical)
+            let canonical = expected.iter().find(|c| c.eq_ignore_ascii_case(name));
+            if let Some(canonical) = canonical
+                && rename_key(&mut value, e.path(), name, Some(canonical))
             {
+                continue;
+            }
+            if canonical.is_none() && drop_unknown && rename_key(&mut value, e.path(), name, None) {
                 continue;
             }
             field = if field == "." || field.is_empty() {
@@ -430,7 +449,12 @@ pub(crate) fn decode_strict<T: serde::de::DeserializeOwned>(
 
 /// Renames `from` to `to` in the mapping at `path` (the value under `to`,
 /// when both are present, is the later one in Go; here `from` replaces it).
-fn rename_key(value: &mut Value, path: &serde_path_to_error::Path, from: &str, to: &str) -> bool {
+fn rename_key(
+    value: &mut Value,
+    path: &serde_path_to_error::Path,
+    from: &str,
+    to: Option<&str>,
+) -> bool {
     let mut node = value;
     let segments: Vec<&serde_path_to_error::Segment> = path.iter().collect();
     let segments = match segments.split_last() {
@@ -460,6 +484,8 @@ fn rename_key(value: &mut Value, path: &serde_path_to_error::Path, from: &str, t
     let Some(v) = map.remove(from) else {
         return false;
     };
-    map.insert(to.to_string(), v);
+    if let Some(to) = to {
+        map.insert(to.to_string(), v);
+    }
     true
 }

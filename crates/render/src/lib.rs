@@ -35,6 +35,7 @@ mod kustomization;
 mod load;
 mod nameref;
 mod patch;
+mod plugin;
 mod replacement;
 mod resource;
 mod schema;

@@ -10,6 +10,17 @@ use crate::fieldspec::FieldSpec;
 use crate::kustomization::ImageSpec;
 use crate::resource::{Gvk, Resource};
 
+/// Which role binding subjects get the namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Subjects {
+    /// Subjects named `default` (kustomize's default).
+    DefaultOnly,
+    /// Every service account subject.
+    AllServiceAccounts,
+    /// None.
+    None,
+}
+
 /// Sets the namespace of every namespaced resource (and the fields that
 /// carry a namespace), as kustomize's `namespace:` does.
 pub(crate) fn set_namespace(
@@ -17,26 +28,50 @@ pub(crate) fn set_namespace(
     namespace: &str,
     specs: &[FieldSpec],
 ) -> Result<(), String> {
-    let extra: Vec<&FieldSpec> = specs
+    set_namespace_with(resources, namespace, specs, false, Subjects::DefaultOnly)
+}
+
+/// [`set_namespace`] with the options of a `NamespaceTransformer`.
+pub(crate) fn set_namespace_with(
+    resources: &mut [Resource],
+    namespace: &str,
+    specs: &[FieldSpec],
+    unset_only: bool,
+    subjects_mode: Subjects,
+) -> Result<(), String> {
+    let (meta, extra): (Vec<&FieldSpec>, Vec<&FieldSpec>) = specs
         .iter()
-        .filter(|s| s.path != ["metadata", "namespace"])
-        .collect();
+        .partition(|s| s.path == ["metadata", "namespace"]);
     for res in resources.iter_mut() {
+        if unset_only && !res.namespace().is_empty() {
+            continue;
+        }
         res.store_prev_id();
         let gvk = res.gvk();
-        if !gvk.is_cluster_scoped() {
-            res.set_namespace(namespace);
-        }
-        if gvk.kind == "Namespace" && res.api_version() == "v1" {
-            res.set_name(namespace);
+        if meta.iter().any(|s| s.selects(&gvk)) {
+            if !gvk.is_cluster_scoped() {
+                res.set_namespace(namespace);
+            }
+            if gvk.kind == "Namespace" && res.api_version() == "v1" {
+                res.set_name(namespace);
+            }
         }
         if (gvk.kind == "RoleBinding" || gvk.kind == "ClusterRoleBinding")
+            && subjects_mode != Subjects::None
             && let Some(Value::Array(subjects)) = res.obj.get_mut("subjects")
         {
             for subject in subjects.iter_mut() {
-                if let Value::Object(s) = subject
-                    && s.get("name").and_then(Value::as_str) == Some("default")
-                {
+                let Value::Object(s) = subject else { continue };
+                let update = match subjects_mode {
+                    Subjects::DefaultOnly => {
+                        s.get("name").and_then(Value::as_str) == Some("default")
+                    }
+                    Subjects::AllServiceAccounts => {
+                        s.get("kind").and_then(Value::as_str) == Some("ServiceAccount")
+                    }
+                    Subjects::None => false,
+                };
+                if update {
                     s.insert("namespace".into(), Value::String(namespace.into()));
                 }
             }

@@ -278,8 +278,14 @@ fn unsupported_fields_are_named() {
     write(tmp.path(), "kustomization.yaml", "helmCharts:\n- name: x\n");
     check_error(tmp.path(), &["helmCharts", "not supported"]);
 
+    // External (exec or KRM function) plugins are named, never run.
     write(tmp.path(), "kustomization.yaml", "transformers: [t.yaml]\n");
-    check_error(tmp.path(), &["transformers", "not supported"]);
+    write(
+        tmp.path(),
+        "t.yaml",
+        "apiVersion: example.com/v1\nkind: SopsDecrypter\nmetadata: {name: x}\n",
+    );
+    check_error(tmp.path(), &["transformers", "SopsDecrypter", "external"]);
 }
 
 #[test]
