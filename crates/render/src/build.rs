@@ -28,6 +28,9 @@ pub(crate) struct Accumulated {
     pub config: TransformerConfig,
     /// The vars declared anywhere in the tree.
     pub vars: Vec<Var>,
+    /// `buildMetadata` of the top-level kustomization (the only one that
+    /// counts).
+    pub build_metadata: Vec<String>,
     /// `sortOptions.order` of the top-level kustomization ("" = legacy).
     pub order: String,
     pub order_first: Option<Vec<String>>,
@@ -204,16 +207,9 @@ fn check_supported(k: &Kustomization, file: &Path) -> Result<(), RenderError> {
             ));
         }
     }
-    for (field, v) in [
-        ("validators", &k.validators),
-        ("buildMetadata", &k.build_metadata),
-    ] {
+    for (field, v) in [("validators", &k.validators)] {
         if non_empty(v) {
-            return Err(unsupported(
-                file,
-                field,
-                "plugins and build metadata are not supported",
-            ));
+            return Err(unsupported(file, field, "plugins are not supported"));
         }
     }
     if let Some(s) = &k.sort_options {
@@ -260,10 +256,19 @@ impl<'l> Builder<'l> {
                     field: "configurations".into(),
                     message,
                 })?;
+        let build_metadata = k.build_metadata.clone().unwrap_or_default();
+        if build_metadata.iter().any(|m| m == "transformerAnnotations") {
+            return Err(unsupported(
+                &self.loader.kustomization_file(dir)?,
+                "buildMetadata",
+                "transformerAnnotations (the transformations annotation) is not supported",
+            ));
+        }
         Ok(Accumulated {
             resources: acc.resources,
             config,
             vars: acc.vars,
+            build_metadata,
             order: sort.order,
             order_first: legacy.order_first,
             order_last: legacy.order_last,
@@ -590,14 +595,21 @@ impl<'l> Builder<'l> {
             transform::set_namespace(ra, ns, &config.namespace).map_err(|m| err("namespace", m))?;
         }
         let prefix = k.name_prefix.as_deref().unwrap_or("");
-        if !prefix.is_empty() {
-            transform::add_name_affix(ra, prefix, "", &config.name_prefix)
-                .map_err(|m| err("namePrefix", m))?;
-        }
         let suffix = k.name_suffix.as_deref().unwrap_or("");
-        if !suffix.is_empty() {
-            transform::add_name_affix(ra, "", suffix, &config.name_suffix)
-                .map_err(|m| err("nameSuffix", m))?;
+        if !prefix.is_empty() || !suffix.is_empty() {
+            // one transformer for both, as in kustomize; the prefix's
+            // field specs (the suffix's other than `metadata/name` too)
+            let mut specs = config.name_prefix.clone();
+            specs.extend(
+                config
+                    .name_suffix
+                    .iter()
+                    .filter(|s| !specs.iter().any(|p| p.gvk == s.gvk && p.path == s.path))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
+            transform::add_name_affix(ra, prefix, suffix, &specs)
+                .map_err(|m| err("namePrefix", m))?;
         }
 
         // labels, then commonLabels
@@ -1028,6 +1040,61 @@ fn apply_smp(
         res.set_namespace(&namespace);
     }
     Ok(Some(res))
+}
+
+/// The label `buildMetadata: [managedByLabel]` adds, with the version
+/// `kubectl kustomize` reports.
+const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kustomize-(devel)");
+
+/// Adds the managed-by label of `buildMetadata: [managedByLabel]`.
+pub(crate) fn label_managed_by(res: &mut Resource) {
+    let meta = res.metadata_mut();
+    let labels = meta
+        .entry("labels")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !labels.is_object() {
+        *labels = Value::Object(Map::new());
+    }
+    if let Value::Object(labels) = labels {
+        labels.insert(MANAGED_BY.0.into(), Value::String(MANAGED_BY.1.into()));
+    }
+}
+
+/// `path` relative to `base` (both absolute), with `..` where needed.
+fn relative_to(path: &Path, base: &Path) -> String {
+    let p: Vec<_> = path.components().collect();
+    let b: Vec<_> = base.components().collect();
+    let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut parts: Vec<String> = vec!["..".to_string(); b.len() - common];
+    parts.extend(
+        p[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    parts.join("/")
+}
+
+/// Adds the `config.kubernetes.io/origin` annotation of `buildMetadata:
+/// [originAnnotations]`: the file a resource was read from, or the
+/// kustomization and generator that made it, relative to `top`.
+pub(crate) fn annotate_origin(res: &mut Resource, top: &Path) {
+    let place = relative_to(&res.origin, top);
+    let text = match res.generated_by {
+        None => format!("path: {place}\n"),
+        Some(kind) => {
+            format!("configuredIn: {place}\nconfiguredBy:\n  apiVersion: builtin\n  kind: {kind}\n")
+        }
+    };
+    let meta = res.metadata_mut();
+    let annotations = meta
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !annotations.is_object() {
+        *annotations = Value::Object(Map::new());
+    }
+    if let Value::Object(a) = annotations {
+        a.insert("config.kubernetes.io/origin".into(), Value::String(text));
+    }
 }
 
 /// Turns labels/annotations maps the way kustomize writes them out.

@@ -232,18 +232,18 @@ pub(crate) fn generate(
         obj.insert("immutable".into(), Value::Bool(true));
     }
 
+    // kustomize takes any other text (`Create`, `upsert` …) as unspecified,
+    // which behaves as create
     let behavior = match input.behavior.as_str() {
-        "" | "create" => Behavior::Create,
         "merge" => Behavior::Merge,
         "replace" => Behavior::Replace,
-        other => {
-            return Err(format!(
-                "{what} {}: unknown behavior {other:?} (create, merge or replace)",
-                input.name
-            ));
-        }
+        _ => Behavior::Create,
     };
     let mut res = Resource::new(obj, origin);
+    res.generated_by = Some(match input.kind {
+        GeneratedKind::ConfigMap => "ConfigMapGenerator",
+        GeneratedKind::Secret => "SecretGenerator",
+    });
     res.behavior = Some(behavior);
     res.needs_hash = input.options.disable_name_suffix_hash != Some(true);
     Ok(res)
@@ -309,6 +309,8 @@ pub(crate) fn absorb(resources: &mut Vec<Resource>, mut generated: Resource) -> 
             generated.suffixes = old.suffixes.clone();
             generated.needs_hash = old.needs_hash && generated.needs_hash;
             generated.behavior = old.behavior;
+            generated.origin = old.origin.clone();
+            generated.generated_by = old.generated_by;
             resources[*i] = generated;
             Ok(())
         }

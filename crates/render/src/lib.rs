@@ -170,9 +170,23 @@ pub fn render_dir(dir: &Path, options: &RenderOptions) -> Result<Vec<Value>, Ren
             accumulated.order_last.as_deref(),
         );
     }
+    let origins = accumulated
+        .build_metadata
+        .iter()
+        .any(|m| m == "originAnnotations");
+    let managed_by = accumulated
+        .build_metadata
+        .iter()
+        .any(|m| m == "managedByLabel");
     let mut objects: Vec<Value> = resources
         .into_iter()
         .map(|mut r| {
+            if origins {
+                build::annotate_origin(&mut r, &dir);
+            }
+            if managed_by {
+                build::label_managed_by(&mut r);
+            }
             build::finalize(&mut r);
             Value::Object(r.obj)
         })

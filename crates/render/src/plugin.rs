@@ -250,9 +250,7 @@ impl Builder<'_> {
                 "PrefixSuffixTransformer" => {
                     let prefix = c.prefix.unwrap_or_default();
                     let suffix = c.suffix.unwrap_or_default();
-                    if !prefix.is_empty() || !suffix.is_empty() {
-                        transform::add_name_affix(ra, &prefix, &suffix, &specs).map_err(&err)?;
-                    }
+                    transform::add_name_affix(ra, &prefix, &suffix, &specs).map_err(&err)?;
                 }
                 "LabelTransformer" => {
                     transform::add_map_entries(ra, &c.labels.unwrap_or_default(), &specs)

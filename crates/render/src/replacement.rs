@@ -7,13 +7,19 @@ use crate::kustomization::{FieldOptions, Replacement, Selector, SourceSelector};
 use crate::resource::{Gvk, ResId, Resource};
 use crate::select::Matcher;
 
-/// Splits a field path on dots, keeping `[...]` groups whole.
+/// Splits a field path on dots, keeping `[...]` groups whole; `\.` is a
+/// dot inside a field name.
 pub(crate) fn split_field_path(path: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut depth = 0usize;
-    for c in path.chars() {
+    let mut chars = path.chars().peekable();
+    while let Some(c) = chars.next() {
         match c {
+            '\\' if chars.peek() == Some(&'.') => {
+                chars.next();
+                cur.push('.');
+            }
             '[' => {
                 if depth == 0 && !cur.is_empty() {
                     out.push(std::mem::take(&mut cur));
@@ -411,6 +417,10 @@ mod tests {
 
     #[test]
     fn field_paths_split() {
+        assert_eq!(
+            split_field_path("metadata.labels.app\\.kubernetes\\.io/version"),
+            vec!["metadata", "labels", "app.kubernetes.io/version"]
+        );
         assert_eq!(
             split_field_path("spec.template.spec.containers.[name=a.b].image"),
             vec![

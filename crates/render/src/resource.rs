@@ -160,6 +160,8 @@ pub(crate) struct Resource {
     pub needs_hash: bool,
     /// The vars bound to this resource.
     pub ref_var_names: Vec<String>,
+    /// The built-in generator that made it (for origin annotations).
+    pub generated_by: Option<&'static str>,
     /// The file the resource was read from (or the kustomization that
     /// generated it).
     pub origin: Arc<PathBuf>,
@@ -175,6 +177,7 @@ impl Resource {
             behavior: None,
             needs_hash: false,
             ref_var_names: Vec::new(),
+            generated_by: None,
             origin,
         }
     }

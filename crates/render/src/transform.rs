@@ -43,12 +43,12 @@ pub(crate) fn set_namespace_with(
         .iter()
         .partition(|s| s.path == ["metadata", "namespace"]);
     for res in resources.iter_mut() {
-        if unset_only && !res.namespace().is_empty() {
-            continue;
-        }
+        // unsetOnly keeps namespaces already set (role binding subjects
+        // are still updated)
+        let keep = unset_only && !res.namespace().is_empty();
         res.store_prev_id();
         let gvk = res.gvk();
-        if meta.iter().any(|s| s.selects(&gvk)) {
+        if !keep && meta.iter().any(|s| s.selects(&gvk)) {
             if !gvk.is_cluster_scoped() {
                 res.set_namespace(namespace);
             }
@@ -80,6 +80,7 @@ pub(crate) fn set_namespace_with(
             spec.apply(res, &mut |node: &mut Value| -> Result<(), String> {
                 match node {
                     Value::Null if !spec.create => Ok(()),
+                    Value::String(s) if unset_only && !s.is_empty() => Ok(()),
                     Value::Object(_) | Value::Array(_) => Err(format!(
                         "namespace field {} must be a scalar",
                         spec.path.join("/")
@@ -151,20 +152,16 @@ pub(crate) fn add_name_affix(
     Ok(())
 }
 
+/// Renames with a prefix and a suffix as one kustomize transformer does:
+/// both are recorded (even an empty one: the name-reference choice compares
+/// these lists), the previous id once.
 fn rename_with_affix(res: &mut Resource, prefix: &str, suffix: &str) {
-    {
-        if !prefix.is_empty() {
-            res.prefixes.push(prefix.to_string());
-            res.store_prev_id();
-            let name = format!("{prefix}{}", res.name());
-            res.set_name(&name);
-        }
-        if !suffix.is_empty() {
-            res.suffixes.push(suffix.to_string());
-            res.store_prev_id();
-            let name = format!("{}{suffix}", res.name());
-            res.set_name(&name);
-        }
+    res.prefixes.push(prefix.to_string());
+    res.suffixes.push(suffix.to_string());
+    if !prefix.is_empty() || !suffix.is_empty() {
+        res.store_prev_id();
+        let name = format!("{prefix}{}{suffix}", res.name());
+        res.set_name(&name);
     }
 }
 
