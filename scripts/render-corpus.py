@@ -1619,6 +1619,78 @@ def family_edges(rng):
         "top/kustomization.yaml": "resources: [../team-a, ../team-b]\n",
     }, "top"))
     e.append(("nameref-ingress-class-and-priority", {"kustomization.yaml": "namePrefix: x-\nresources: [r.yaml]\n", "r.yaml": "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: nginx\nspec:\n  controller: k8s.io/ingress-nginx\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: web\nspec:\n  ingressClassName: nginx\n  defaultBackend:\n    service:\n      name: web\n      port: {number: 80}\n---\n" + service("web") + "---\napiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata:\n  name: high\nvalue: 1000\n---\n" + deployment("web", "nginx").replace("    spec:\n      containers", "    spec:\n      priorityClassName: high\n      containers")}))
+    # the whole name-reference table at once (and some fields kustomize does not know)
+    pod_spec = """      serviceAccountName: sa
+      priorityClassName: pc
+      imagePullSecrets:
+      - name: sec
+      volumes:
+      - name: a
+        configMap: {name: cm}
+      - name: b
+        secret: {secretName: sec}
+      - name: c
+        persistentVolumeClaim: {claimName: pvc}
+      - name: d
+        projected:
+          sources:
+          - configMap: {name: cm}
+          - secret: {name: sec}
+      - name: e
+        csi:
+          driver: x
+          nodePublishSecretRef: {name: sec}
+      containers:
+      - name: c
+        image: busybox
+        env:
+        - name: A
+          valueFrom:
+            configMapKeyRef: {name: cm, key: k}
+        - name: B
+          valueFrom:
+            secretKeyRef: {name: sec, key: k}
+        envFrom:
+        - configMapRef: {name: cm}
+        - secretRef: {name: sec}
+      initContainers:
+      - name: i
+        image: busybox
+        envFrom:
+        - configMapRef: {name: cm}
+        - secretRef: {name: sec}
+"""
+    refs = [
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\n",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: sec}\n",
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: sa}\n",
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: pvc}\nspec:\n  volumeName: pv\n  storageClassName: sc\n",
+        "apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: pv}\nspec:\n  storageClassName: sc\n  azureFile: {secretName: sec, shareName: s}\n",
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: sc}\nprovisioner: x\nparameters: {secretName: sec, adminSecretName: sec, userSecretName: sec, secretRef: sec}\n",
+        "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: pc}\nvalue: 1\n",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: svc}\nspec:\n  ports: [{port: 80}]\n",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: pod}\nspec:\n" + pod_spec.replace("\n      ", "\n  ").replace("      serviceAccountName", "  serviceAccountName", 1),
+        "apiVersion: v1\nkind: PodTemplate\nmetadata: {name: pt}\ntemplate:\n  spec:\n" + indent(pod_spec.replace("\n      ", "\n").replace("      serviceAccountName", "serviceAccountName", 1), 4),
+        "apiVersion: v1\nkind: ReplicationController\nmetadata: {name: rc}\nspec:\n  template:\n    spec:\n" + pod_spec,
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: ds}\nspec:\n  template:\n    spec:\n" + pod_spec,
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: sts}\nspec:\n  serviceName: svc\n  volumeClaimTemplates:\n  - metadata: {name: data}\n    spec: {storageClassName: sc}\n  template:\n    spec:\n" + pod_spec,
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: job}\nspec:\n  template:\n    spec:\n" + pod_spec,
+        "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: cj}\nspec:\n  schedule: '* * * * *'\n  jobTemplate:\n    spec:\n      template:\n        spec:\n" + indent(pod_spec, 4),
+        "apiVersion: v1\nkind: Node\nmetadata: {name: node}\nspec:\n  configSource:\n    configMap: {name: cm, namespace: default, kubeletConfigKey: k}\n",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: role}\nrules:\n- apiGroups: ['']\n  resources: [configmaps, secrets]\n  resourceNames: [cm, sec, other]\n  verbs: [get]\n",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: crole}\nrules:\n- apiGroups: ['']\n  resources: [persistentvolumes]\n  resourceNames: [pv, cm, sec]\n  verbs: [get]\n",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: rb}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: role}\nsubjects:\n- {kind: ServiceAccount, name: sa}\n",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: crb}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: crole}\nsubjects:\n- {kind: ServiceAccount, name: sa, namespace: default}\n",
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: ing\n  annotations:\n    nginx.ingress.kubernetes.io/auth-secret: sec\n    nginx.ingress.kubernetes.io/auth-tls-secret: sec\n    ingress.kubernetes.io/auth-secret: sec\n    nginx.ingress.kubernetes.io/fastcgi-params-configmap: cm\nspec:\n  tls: [{secretName: sec}]\n  defaultBackend: {service: {name: svc, port: {number: 80}}}\n  rules:\n  - http:\n      paths:\n      - path: /\n        pathType: Prefix\n        backend: {service: {name: svc, port: {number: 80}}}\n",
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: hpa}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: StatefulSet, name: sts}\n  maxReplicas: 3\n",
+        "apiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata: {name: v1.example.com}\nspec:\n  group: example.com\n  version: v1\n  service: {name: svc, namespace: default}\n",
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: route}\nspec:\n  rules:\n  - backendRefs:\n    - name: svc\n      port: 80\n",
+        "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {name: ksvc}\nspec:\n  template:\n    spec:\n      containers:\n      - image: x\n        env:\n        - name: S\n          valueFrom:\n            secretKeyRef: {name: sec, key: k}\n",
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: pdb}\nspec:\n  minAvailable: 1\n",
+        "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: ic}\nspec:\n  parameters: {kind: ConfigMap, name: cm}\n",
+    ]
+    e.append(("nameref-whole-table", {"kustomization.yaml": "namePrefix: p-\nnameSuffix: -s\nresources: [r.yaml]\n", "r.yaml": "---\n".join(refs)}))
+    e.append(("nameref-whole-table-namespaced", {"kustomization.yaml": "namePrefix: p-\nnamespace: team\nresources: [r.yaml]\n", "r.yaml": "---\n".join(refs)}))
     # buildMetadata and crds
     e.append(("build-metadata-managed-by", {"kustomization.yaml": "resources: [cm.yaml]\nbuildMetadata: [managedByLabel]\n", "cm.yaml": simple_cm()}))
     e.append(("build-metadata-origin", {"base/kustomization.yaml": "resources: [cm.yaml]\n", "base/cm.yaml": simple_cm(), "overlay/kustomization.yaml": "resources: [../base]\nbuildMetadata: [originAnnotations]\nconfigMapGenerator:\n- name: g\n  literals: [A=1]\n"}, "overlay"))

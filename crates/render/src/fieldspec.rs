@@ -306,7 +306,9 @@ pub(crate) struct NameBackRef {
     pub referrers: Vec<FieldSpec>,
 }
 
-/// kustomize's name reference table.
+/// kustomize's name reference table, as kustomize v5.5 (the one `kubectl`
+/// 1.32 embeds) has it: ValidatingAdmissionPolicyBinding's `policyName`,
+/// no HTTPRoute backends yet.
 pub(crate) fn name_references() -> Vec<NameBackRef> {
     const POD_KINDS: [(&str, &str); 7] = [
         ("Deployment", "spec/template/spec"),
@@ -485,7 +487,6 @@ pub(crate) fn name_references() -> Vec<NameBackRef> {
                 "webhooks/clientConfig/service",
                 false,
             ),
-            fs("", "", "HTTPRoute", "spec/rules/backendRefs/name", false),
         ],
     });
 
