@@ -2,6 +2,7 @@
 //! the transformers in kustomize's order. File access goes through
 //! [`Loader`]; everything else is the pure modules.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -266,7 +267,7 @@ impl<'l> Builder<'l> {
         }
         Ok(Accumulated {
             resources: acc.resources,
-            config,
+            config: config.into_owned(),
             vars: acc.vars,
             build_metadata,
             order: sort.order,
@@ -288,12 +289,16 @@ impl<'l> Builder<'l> {
     }
 
     /// The defaults with `additions` merged in.
-    fn effective_config(&self, additions: &TransformerConfig) -> Result<TransformerConfig, String> {
-        let mut config = self.defaults.clone();
-        if !additions.is_empty() {
-            config.merge(additions)?;
+    fn effective_config(
+        &self,
+        additions: &TransformerConfig,
+    ) -> Result<Cow<'_, TransformerConfig>, String> {
+        if additions.is_empty() {
+            return Ok(Cow::Borrowed(&self.defaults));
         }
-        Ok(config)
+        let mut config = self.defaults.clone();
+        config.merge(additions)?;
+        Ok(Cow::Owned(config))
     }
 
     /// Accumulates the kustomization in `dir`. `component_of` is the parent
@@ -646,9 +651,9 @@ impl<'l> Builder<'l> {
             self.apply_patch_entry(spec, dir, kfile, &field, ra, true)?;
         }
 
-        for (i, r) in k.replicas.iter().flatten().enumerate() {
-            transform::set_replicas(ra, &r.name, r.count, &config.replicas)
-                .map_err(|m| err(&format!("replicas[{i}]"), m))?;
+        if let Some(entries) = k.replicas.as_deref() {
+            transform::set_all_replicas(ra, entries, &config.replicas)
+                .map_err(|(i, m)| err(&format!("replicas[{i}]"), m))?;
         }
         for (i, image) in k
             .images

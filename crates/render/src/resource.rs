@@ -183,7 +183,7 @@ impl Resource {
     }
 
     pub fn str_field(&self, key: &str) -> &str {
-        self.obj.get(key).and_then(Value::as_str).unwrap_or("")
+        field(&self.obj, key).and_then(Value::as_str).unwrap_or("")
     }
 
     pub fn kind(&self) -> &str {
@@ -200,7 +200,11 @@ impl Resource {
 
     /// A metadata scalar as text (`name: 123` is the name "123").
     fn meta_str(&self, key: &str) -> Cow<'_, str> {
-        match self.obj.get("metadata").and_then(|m| m.get(key)) {
+        let meta = match field(&self.obj, "metadata") {
+            Some(Value::Object(m)) => m,
+            _ => return Cow::Borrowed(""),
+        };
+        match field(meta, key) {
             Some(Value::String(s)) => Cow::Borrowed(s),
             Some(Value::Number(n)) => Cow::Owned(crate::yaml::number_text(n)),
             Some(Value::Bool(b)) => Cow::Owned(b.to_string()),
@@ -267,6 +271,16 @@ impl Resource {
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default()
+    }
+}
+
+/// `map[key]`, found by comparing keys when the map is small (objects'
+/// top level and metadata are): cheaper than hashing the key.
+pub(crate) fn field<'m>(map: &'m Map<String, Value>, key: &str) -> Option<&'m Value> {
+    if map.len() <= 16 {
+        map.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+    } else {
+        map.get(key)
     }
 }
 

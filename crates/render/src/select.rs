@@ -99,29 +99,47 @@ impl Matcher {
     }
 
     fn matches_meta(&self, res: &Resource) -> bool {
-        (self.labels.is_empty() || matches_all(&self.labels, &res.meta_map("labels")))
-            && (self.annotations.is_empty()
-                || matches_all(&self.annotations, &res.meta_map("annotations")))
+        let empty = Map::new();
+        let meta = |key: &str| {
+            res.obj
+                .get("metadata")
+                .and_then(|m| m.get(key))
+                .and_then(Value::as_object)
+                .unwrap_or(&empty)
+        };
+        (self.labels.is_empty() || matches_all(&self.labels, meta("labels")))
+            && (self.annotations.is_empty() || matches_all(&self.annotations, meta("annotations")))
     }
 
     /// kustomize's patch target semantics: the original or the current
     /// namespace and name, the current group/version/kind.
     pub fn selects_for_patch(&self, res: &Resource) -> bool {
-        let cur = res.cur_id();
-        let org = res.org_id();
-        if !(is_match(&self.namespace, selector_namespace(&org))
-            || is_match(&self.namespace, selector_namespace(&cur)))
+        // borrowed views of the ids: this runs for every resource and patch
+        let api_version = res.api_version();
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let kind = res.kind();
+        if !(is_match(&self.group, group)
+            && is_match(&self.version, version)
+            && is_match(&self.kind, kind))
         {
             return false;
         }
-        if !(is_match(&self.name, &org.name) || is_match(&self.name, &cur.name)) {
+        let cur_name = res.name();
+        let org_name = res
+            .prev_ids
+            .first()
+            .map_or(&*cur_name, |id| id.name.as_str());
+        if !(is_match(&self.name, org_name) || is_match(&self.name, &cur_name)) {
             return false;
         }
-        if !(is_match(&self.group, &cur.gvk.group)
-            && is_match(&self.version, &cur.gvk.version)
-            && is_match(&self.kind, &cur.gvk.kind))
-        {
-            return false;
+        if self.namespace.is_some() {
+            let cur = res.cur_id();
+            let org = res.org_id();
+            if !(is_match(&self.namespace, selector_namespace(&org))
+                || is_match(&self.namespace, selector_namespace(&cur)))
+            {
+                return false;
+            }
         }
         self.matches_meta(res)
     }

@@ -222,8 +222,46 @@ pub(crate) fn set_replicas(
     count: i64,
     specs: &[FieldSpec],
 ) -> Result<(), String> {
+    let all: Vec<usize> = (0..resources.len()).collect();
+    set_replicas_among(resources, &all, name, count, specs)
+}
+
+/// Applies every `replicas` entry, finding the resources by name through
+/// one index (replica counts rename nothing). Errors name the entry.
+pub(crate) fn set_all_replicas(
+    resources: &mut [Resource],
+    entries: &[crate::kustomization::ReplicaSpec],
+    specs: &[FieldSpec],
+) -> Result<(), (usize, String)> {
+    let mut by_name: std::collections::HashMap<String, Vec<usize>> =
+        std::collections::HashMap::new();
+    for (i, res) in resources.iter().enumerate() {
+        let mut names: Vec<String> = res.prev_ids.iter().map(|id| id.name.clone()).collect();
+        names.push(res.name().into_owned());
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            by_name.entry(name).or_default().push(i);
+        }
+    }
+    for (i, entry) in entries.iter().enumerate() {
+        let among = by_name.get(&entry.name).map(Vec::as_slice).unwrap_or(&[]);
+        set_replicas_among(resources, among, &entry.name, entry.count, specs)
+            .map_err(|m| (i, m))?;
+    }
+    Ok(())
+}
+
+fn set_replicas_among(
+    resources: &mut [Resource],
+    among: &[usize],
+    name: &str,
+    count: i64,
+    specs: &[FieldSpec],
+) -> Result<(), String> {
     let mut found = false;
-    for res in resources.iter_mut() {
+    for &i in among {
+        let res = &mut resources[i];
         if res.name() != name && !res.prev_ids.iter().any(|id| id.name == name) {
             continue;
         }
