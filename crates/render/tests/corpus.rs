@@ -4,7 +4,8 @@
 //! with, so it needs no kubectl).
 //!
 //! A case holding `expected.yaml` must render to the same documents, in the
-//! same order; a case holding `kustomize-error.txt` must fail. Cases listed
+//! same order, and the same text byte for byte; a case holding
+//! `kustomize-error.txt` must fail. Cases listed
 //! in `known-differences.txt` are the known gaps, each with its reason: they
 //! must still differ (a fixed one must be taken off the list), so nothing is
 //! silently different.
@@ -12,11 +13,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use pilothouse_render::{LoadRestrictions, RenderOptions, parse_yaml, render_dir};
+use pilothouse_render::{LoadRestrictions, RenderOptions, parse_yaml, render_dir, to_yaml};
 
 mod common;
 
-use common::{compare, non_null};
+use common::{compare, line_diff, non_null};
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")
@@ -65,7 +66,16 @@ fn check(dir: &Path) -> Option<String> {
     let expected = non_null(parse_yaml(&expected_text).expect("expected.yaml parses"));
     match outcome {
         Err(e) => Some(format!("kustomize renders, we fail: {e}")),
-        Ok(objects) => compare(&expected, &objects),
+        Ok(objects) => compare(&expected, &objects).or_else(|| {
+            // the same documents must also be the same text, byte for byte
+            let ours = to_yaml(&objects);
+            (ours != expected_text).then(|| {
+                format!(
+                    "same documents, different text:\n{}",
+                    line_diff(&expected_text, &ours)
+                )
+            })
+        }),
     }
 }
 

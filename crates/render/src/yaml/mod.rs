@@ -171,6 +171,28 @@ mod tests {
     }
 
     #[test]
+    fn long_values_break_like_yaml_v3() {
+        let words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho";
+        check(
+            &format!("k: {words}\n"),
+            "k: alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron\n  pi rho\n",
+        );
+        check(
+            &format!("a:\n  b:\n  - \"x: {words}\"\n"),
+            "a:\n  b:\n  - 'x: alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron\n    pi rho'\n",
+        );
+        check(
+            &format!("k: \"tab\\t{words}\"\n"),
+            "k: \"tab\\talpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi\n  omicron pi rho\"\n",
+        );
+        // keys are never broken; two spaces are not a break
+        check(
+            &format!("\"{words} {words}\": 1\n"),
+            &format!("{words} {words}: 1\n"),
+        );
+    }
+
+    #[test]
     fn kustomization_keys_repeat_with_the_last_value() {
         let k = parse_kustomization("a: 1\na: 2\n").expect("parses");
         assert_eq!(k, serde_json::json!({"a": 2}));

@@ -95,24 +95,100 @@ fn write_inline(value: &Value, block_indent: usize, out: &mut String) {
     }
 }
 
+/// yaml.v3's preferred line width: a plain or quoted value breaks at a
+/// single space once its line is longer than this.
+const BEST_WIDTH: usize = 80;
+
+/// The column (in characters) `out` ends at.
+fn column(out: &str) -> usize {
+    let line = match out.rfind('\n') {
+        Some(i) => &out[i + 1..],
+        None => out,
+    };
+    if line.is_ascii() {
+        line.len()
+    } else {
+        line.chars().count()
+    }
+}
+
+/// Writes a string. `allow_block` is false for keys, which are never
+/// broken or written as blocks; values are, at `block_indent`.
 fn write_string(s: &str, block_indent: usize, allow_block: bool, out: &mut String) {
+    // a value that cannot reach past the line width needs no folding
+    let breaks = allow_block && s.contains(' ') && {
+        // quotes and escapes only lengthen the line
+        let longest = s.len()
+            + 2
+            + s.matches(['\'', '"', '\\']).count()
+            + 3 * s.matches(|c: char| c.is_control()).count();
+        column(out) + longest > BEST_WIDTH
+    };
+    let breaks_at = |out: &String| breaks.then(|| column(out));
     if allow_block && literal_allowed(s) {
         write_literal(s, block_indent, out);
     } else if could_be_non_string(s) {
-        write_double_quoted(s, out);
+        let col = breaks_at(out);
+        write_double_quoted(s, col, block_indent, out);
     } else if plain_allowed(s) {
-        out.push_str(s);
+        match breaks_at(out) {
+            None => out.push_str(s),
+            Some(col) => write_folded(s, col, block_indent, out, false),
+        }
     } else if s.chars().all(|c| printable(c) && c != '\n' && c != '\t') {
-        out.push('\'');
-        for c in s.chars() {
-            if c == '\'' {
+        match breaks_at(out) {
+            None => {
+                out.push('\'');
+                for c in s.chars() {
+                    if c == '\'' {
+                        out.push('\'');
+                    }
+                    out.push(c);
+                }
                 out.push('\'');
             }
-            out.push(c);
+            Some(col) => write_folded(s, col, block_indent, out, true),
         }
-        out.push('\'');
     } else {
-        write_double_quoted(s, out);
+        let col = breaks_at(out);
+        write_double_quoted(s, col, block_indent, out);
+    }
+}
+
+/// A plain (or single-quoted) scalar as yaml.v3 writes it with line
+/// breaks: a single space past the line width becomes a line break and
+/// the indentation.
+fn write_folded(s: &str, mut col: usize, indent_to: usize, out: &mut String, quoted: bool) {
+    if quoted {
+        out.push('\'');
+        col += 1;
+    }
+    let chars: Vec<char> = s.chars().collect();
+    let mut spaces = false;
+    for (i, &c) in chars.iter().enumerate() {
+        if c == ' ' {
+            let inner = !quoted || (i != 0 && i != chars.len() - 1);
+            if !spaces && col > BEST_WIDTH && inner && chars.get(i + 1) != Some(&' ') {
+                out.push('\n');
+                indent(out, indent_to);
+                col = indent_to;
+            } else {
+                out.push(' ');
+                col += 1;
+            }
+            spaces = true;
+        } else {
+            if quoted && c == '\'' {
+                out.push('\'');
+                col += 1;
+            }
+            out.push(c);
+            col += 1;
+            spaces = false;
+        }
+    }
+    if quoted {
+        out.push('\'');
     }
 }
 
@@ -132,9 +208,10 @@ fn literal_allowed(s: &str) -> bool {
     if !s.contains('\n') || s.trim_matches('\n').is_empty() {
         return false;
     }
+    // yaml.v3 takes a tab for a special character: no block then
     if !s
         .chars()
-        .all(|c| printable(c) && c != '\u{2028}' && c != '\u{2029}')
+        .all(|c| printable(c) && c != '\t' && c != '\u{2028}' && c != '\u{2029}')
     {
         return false;
     }
@@ -176,9 +253,34 @@ fn write_literal(s: &str, block_indent: usize, out: &mut String) {
     out.pop();
 }
 
-fn write_double_quoted(s: &str, out: &mut String) {
+/// A double-quoted scalar; with `col` (the column it starts at), broken
+/// at spaces past the line width as yaml.v3 does (a space after the break
+/// is escaped).
+fn write_double_quoted(s: &str, col: Option<usize>, indent_to: usize, out: &mut String) {
+    let start = out.len();
     out.push('"');
-    for c in s.chars() {
+    let chars: Vec<char> = s.chars().collect();
+    let mut spaces = false;
+    let mut line_start = start;
+    let mut first_col = col.unwrap_or(0);
+    for (i, &c) in chars.iter().enumerate() {
+        if c == ' ' {
+            let here = first_col + out[line_start..].chars().count();
+            if col.is_some() && !spaces && here > BEST_WIDTH && i != 0 && i != chars.len() - 1 {
+                out.push('\n');
+                indent(out, indent_to);
+                line_start = out.len();
+                first_col = indent_to;
+                if chars.get(i + 1) == Some(&' ') {
+                    out.push('\\');
+                }
+            } else {
+                out.push(' ');
+            }
+            spaces = true;
+            continue;
+        }
+        spaces = false;
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
