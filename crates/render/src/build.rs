@@ -1014,8 +1014,9 @@ fn apply_smp(
     }
     let gvk = res.gvk();
     let root = schema::root(&gvk.group, &gvk.version, &gvk.kind);
-    let Some(merged) =
-        patch::strategic_merge(&res.obj, p, root).map_err(|e| format!("{}: {e}", res.cur_id()))?
+    let id = res.cur_id();
+    let Some(merged) = patch::strategic_merge(std::mem::take(&mut res.obj), p, root)
+        .map_err(|e| format!("{id}: {e}"))?
     else {
         return Ok(None);
     };

@@ -8,12 +8,12 @@ use crate::schema::{self, ListKind, Ty};
 /// Applies a strategic merge patch to an object. `Ok(None)` means the patch
 /// deleted the object (`$patch: delete` at its root).
 pub(crate) fn strategic_merge(
-    target: &Map<String, Value>,
+    target: Map<String, Value>,
     patch: &Map<String, Value>,
     root: Ty,
 ) -> Result<Option<Map<String, Value>>, String> {
     match merge_value(
-        Some(Value::Object(target.clone())),
+        Some(Value::Object(target)),
         &Value::Object(patch.clone()),
         root,
         root,
@@ -536,7 +536,7 @@ mod tests {
             "v1",
             t.get("kind").and_then(Value::as_str).unwrap_or(""),
         );
-        let out = strategic_merge(&t, &obj(patch), root).expect("merge");
+        let out = strategic_merge(t, &obj(patch), root).expect("merge");
         let want = obj(expected);
         assert_eq!(out, Some(want), "target:\n{target}\npatch:\n{patch}");
     }
@@ -579,15 +579,14 @@ mod tests {
 
     #[test]
     fn strategic_merge_root_delete() {
-        let out =
-            strategic_merge(&obj(DEPLOY), &obj("$patch: delete"), Ty::Unknown).expect("merge");
+        let out = strategic_merge(obj(DEPLOY), &obj("$patch: delete"), Ty::Unknown).expect("merge");
         assert_eq!(out, None);
     }
 
     #[test]
     fn strategic_merge_kind_mismatch_is_an_error() {
         let err =
-            strategic_merge(&obj("a: {b: 1}"), &obj("a: 5"), Ty::Unknown).expect_err("mismatch");
+            strategic_merge(obj("a: {b: 1}"), &obj("a: 5"), Ty::Unknown).expect_err("mismatch");
         assert!(err.contains("wrong node kind"), "{err}");
     }
 

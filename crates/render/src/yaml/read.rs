@@ -211,19 +211,24 @@ impl Builder {
                     if is_merge_key {
                         *key = Some(MERGE_KEY.to_string());
                     } else {
-                        *key = Some(key_string(&value, span)?);
+                        *key = Some(key_string(value, span)?);
                     }
                 }
                 Some(k) if k == MERGE_KEY => merges.push(value),
-                Some(k) => {
-                    if map.contains_key(&k) && !self.yaml11 {
-                        return Err(YamlError::at(
-                            span,
-                            format!("mapping key {k:?} already defined"),
-                        ));
+                Some(k) => match map.entry(k) {
+                    serde_json::map::Entry::Vacant(slot) => {
+                        slot.insert(value);
                     }
-                    map.insert(k, value);
-                }
+                    serde_json::map::Entry::Occupied(mut slot) => {
+                        if !self.yaml11 {
+                            return Err(YamlError::at(
+                                span,
+                                format!("mapping key {:?} already defined", slot.key()),
+                            ));
+                        }
+                        slot.insert(value);
+                    }
+                },
             },
         }
         Ok(())
@@ -296,12 +301,12 @@ fn count_nodes(value: &Value) -> usize {
     }
 }
 
-fn key_string(value: &Value, span: Span) -> Result<String, YamlError> {
+fn key_string(value: Value, span: Span) -> Result<String, YamlError> {
     match value {
-        Value::String(s) => Ok(s.clone()),
+        Value::String(s) => Ok(s),
         Value::Null => Ok("null".to_string()),
         Value::Bool(b) => Ok(b.to_string()),
-        Value::Number(n) => Ok(number_text(n)),
+        Value::Number(n) => Ok(number_text(&n)),
         _ => Err(YamlError::at(
             span,
             "a mapping key must be a scalar (complex keys are not supported)",

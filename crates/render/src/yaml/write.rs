@@ -33,21 +33,25 @@ pub(crate) fn write_document(value: &Value, out: &mut String) {
 }
 
 fn indent(out: &mut String, n: usize) {
-    for _ in 0..n {
-        out.push(' ');
+    const SPACES: &str = "                                                                ";
+    let mut n = n;
+    while n > SPACES.len() {
+        out.push_str(SPACES);
+        n -= SPACES.len();
     }
+    out.push_str(&SPACES[..n]);
 }
 
 fn write_map(map: &Map<String, Value>, level: usize, first_inline: bool, out: &mut String) {
-    let mut keys: Vec<&String> = map.keys().collect();
-    keys.sort();
-    for (i, key) in keys.into_iter().enumerate() {
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for (i, (key, value)) in entries.into_iter().enumerate() {
         if i > 0 || !first_inline {
             indent(out, level);
         }
         write_string(key, level, false, out);
         out.push(':');
-        match &map[key] {
+        match value {
             Value::Object(child) if !child.is_empty() => {
                 out.push('\n');
                 write_map(child, level + 2, false, out);
@@ -354,25 +358,30 @@ fn could_be_non_string(s: &str) -> bool {
     if s.is_empty() {
         return true;
     }
-    let lower = s.to_ascii_lowercase();
-    if matches!(
-        lower.as_str(),
-        "y" | "yes"
-            | "n"
-            | "no"
-            | "true"
-            | "false"
-            | "on"
-            | "off"
-            | "null"
-            | "~"
-            | "="
-            | "<<"
-            | ".inf"
-            | "-.inf"
-            | "+.inf"
-            | ".nan"
-    ) {
+    if s.len() <= 5 && {
+        let mut buf = [0u8; 5];
+        let lower = &mut buf[..s.len()];
+        lower.copy_from_slice(s.as_bytes());
+        lower.make_ascii_lowercase();
+        matches!(
+            &*lower,
+            b"y" | b"yes"
+                | b"n"
+                | b"no"
+                | b"true"
+                | b"false"
+                | b"on"
+                | b"off"
+                | b"null"
+                | b"~"
+                | b"="
+                | b"<<"
+                | b".inf"
+                | b"-.inf"
+                | b"+.inf"
+                | b".nan"
+        )
+    } {
         return true;
     }
     looks_numeric(s) || looks_like_timestamp(s)
