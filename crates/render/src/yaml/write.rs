@@ -161,36 +161,48 @@ fn write_string(s: &str, block_indent: usize, allow_block: bool, out: &mut Strin
 
 /// A plain (or single-quoted) scalar as yaml.v3 writes it with line
 /// breaks: a single space past the line width becomes a line break and
-/// the indentation.
+/// the indentation. Columns count characters.
 fn write_folded(s: &str, mut col: usize, indent_to: usize, out: &mut String, quoted: bool) {
     if quoted {
         out.push('\'');
         col += 1;
     }
-    let chars: Vec<char> = s.chars().collect();
+    let bytes = s.as_bytes();
+    let last = bytes.len().saturating_sub(1);
     let mut spaces = false;
-    for (i, &c) in chars.iter().enumerate() {
-        if c == ' ' {
-            let inner = !quoted || (i != 0 && i != chars.len() - 1);
-            if !spaces && col > BEST_WIDTH && inner && chars.get(i + 1) != Some(&' ') {
-                out.push('\n');
-                indent(out, indent_to);
-                col = indent_to;
-            } else {
-                out.push(' ');
-                col += 1;
+    // text not yet copied starts at `from`
+    let mut from = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b' ' => {
+                let inner = !quoted || (i != 0 && i != last);
+                if !spaces && col > BEST_WIDTH && inner && bytes.get(i + 1) != Some(&b' ') {
+                    out.push_str(&s[from..i]);
+                    out.push('\n');
+                    indent(out, indent_to);
+                    col = indent_to;
+                    from = i + 1;
+                } else {
+                    col += 1;
+                }
+                spaces = true;
             }
-            spaces = true;
-        } else {
-            if quoted && c == '\'' {
+            b'\'' if quoted => {
+                out.push_str(&s[from..=i]);
                 out.push('\'');
-                col += 1;
+                from = i + 1;
+                col += 2;
+                spaces = false;
             }
-            out.push(c);
-            col += 1;
-            spaces = false;
+            // a continuation byte of a multi-byte character: same column
+            b if b & 0xC0 == 0x80 => {}
+            _ => {
+                col += 1;
+                spaces = false;
+            }
         }
     }
+    out.push_str(&s[from..]);
     if quoted {
         out.push('\'');
     }
@@ -346,8 +358,11 @@ fn plain_allowed(s: &str) -> bool {
     if last == ' ' || last == ':' {
         return false;
     }
-    if s.contains(": ") || s.contains(" #") || s.contains(":\t") {
+    if s.contains(": ") || s.contains(" #") {
         return false;
+    }
+    if s.is_ascii() {
+        return s.bytes().all(|b| (0x20..=0x7e).contains(&b));
     }
     s.chars().all(|c| printable(c) && c != '\n' && c != '\t')
 }
