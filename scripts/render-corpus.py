@@ -1695,6 +1695,81 @@ def family_edges(rng):
     e.append(("build-metadata-managed-by", {"kustomization.yaml": "resources: [cm.yaml]\nbuildMetadata: [managedByLabel]\n", "cm.yaml": simple_cm()}))
     e.append(("build-metadata-origin", {"base/kustomization.yaml": "resources: [cm.yaml]\n", "base/cm.yaml": simple_cm(), "overlay/kustomization.yaml": "resources: [../base]\nbuildMetadata: [originAnnotations]\nconfigMapGenerator:\n- name: g\n  literals: [A=1]\n"}, "overlay"))
     e.append(("build-metadata-transformer", {"kustomization.yaml": "resources: [cm.yaml]\nnamePrefix: p-\nbuildMetadata: [transformerAnnotations]\n", "cm.yaml": simple_cm()}))
+    crd_defs = """{
+  "github.com/example/pkg/apis/jingfang/v1beta1.Bee": {
+    "Schema": {
+      "description": "Bee",
+      "properties": {
+        "apiVersion": {"type": "string"},
+        "kind": {"type": "string"},
+        "metadata": {"$ref": "k8s.io/apimachinery/pkg/apis/meta/v1.ObjectMeta"},
+        "spec": {"$ref": "github.com/example/pkg/apis/jingfang/v1beta1.BeeSpec"}
+      }
+    },
+    "Dependencies": []
+  },
+  "github.com/example/pkg/apis/jingfang/v1beta1.BeeSpec": {"Schema": {"description": "BeeSpec"}, "Dependencies": []},
+  "github.com/example/pkg/apis/jingfang/v1beta1.MyKind": {
+    "Schema": {
+      "properties": {
+        "apiVersion": {"type": "string"},
+        "kind": {"type": "string"},
+        "metadata": {"$ref": "k8s.io/apimachinery/pkg/apis/meta/v1.ObjectMeta"},
+        "spec": {"$ref": "github.com/example/pkg/apis/jingfang/v1beta1.MyKindSpec"}
+      }
+    },
+    "Dependencies": []
+  },
+  "github.com/example/pkg/apis/jingfang/v1beta1.MyKindSpec": {
+    "Schema": {
+      "properties": {
+        "beeRef": {"x-kubernetes-object-ref-api-version": "v1beta1", "x-kubernetes-object-ref-kind": "Bee", "$ref": "github.com/example/pkg/apis/jingfang/v1beta1.Bee"},
+        "secretRef": {"x-kubernetes-object-ref-api-version": "v1", "x-kubernetes-object-ref-kind": "Secret", "$ref": "k8s.io/api/core/v1.LocalObjectReference"},
+        "configName": {"x-kubernetes-object-ref-api-version": "v1", "x-kubernetes-object-ref-kind": "ConfigMap", "x-kubernetes-object-ref-name-key": "cm"},
+        "selectors": {"x-kubernetes-label-selector": "", "type": "object"},
+        "notes": {"x-kubernetes-annotation": "", "type": "object"}
+      }
+    },
+    "Dependencies": []
+  }
+}
+"""
+    crd_res = """apiVersion: v1
+kind: Secret
+metadata:
+  name: crdsecret
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+---
+apiVersion: jingfang.example.com/v1beta1
+kind: Bee
+metadata:
+  name: bee
+spec:
+  action: fly
+---
+apiVersion: jingfang.example.com/v1beta1
+kind: MyKind
+metadata:
+  name: mykind
+spec:
+  secretRef:
+    name: crdsecret
+  beeRef:
+    name: bee
+  configName:
+    cm: settings
+  selectors:
+    app: x
+  notes:
+    a: b
+"""
+    e.append(("crds-openapi-definitions", {"kustomization.yaml": "crds: [mycrd_schema.json]\nresources: [r.yaml]\nnamePrefix: test-\ncommonLabels:\n  foo: bar\ncommonAnnotations:\n  note: x\n", "mycrd_schema.json": crd_defs, "r.yaml": crd_res}))
+    e.append(("crds-yaml-definitions-overlay", {"base/kustomization.yaml": "crds: [defs.yaml]\nresources: [r.yaml]\n", "base/defs.yaml": crd_defs, "base/r.yaml": crd_res,
+                                                "overlay/kustomization.yaml": "resources: [../base]\nnameSuffix: -v2\nnamespace: bees\n"}, "overlay"))
     # load restrictions
     e.append(("load-restrictor-none", {"shared/patch.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  shared: \"yes\"\n", "app/cm.yaml": simple_cm(), "app/kustomization.yaml": "resources: [cm.yaml]\npatches:\n- path: ../shared/patch.yaml\n"}, "app", "LoadRestrictionsNone"))
     e.append(("load-restrictor-root-only", {"shared/patch.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n", "app/cm.yaml": simple_cm(), "app/kustomization.yaml": "resources: [cm.yaml]\npatches:\n- path: ../shared/patch.yaml\n"}, "app"))

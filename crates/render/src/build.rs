@@ -184,13 +184,6 @@ fn check_supported(k: &Kustomization, file: &Path) -> Result<(), RenderError> {
             "custom OpenAPI schemas are not supported",
         ));
     }
-    if non_empty(&k.crds) {
-        return Err(unsupported(
-            file,
-            "crds",
-            "CRD schema files are not supported",
-        ));
-    }
     for (field, v) in [
         ("helmGlobals", &k.helm_globals),
         ("helmCharts", &k.helm_charts),
@@ -398,6 +391,21 @@ impl<'l> Builder<'l> {
                     file: path.clone(),
                     field: field.clone(),
                     message,
+                }
+            })?;
+            acc.config.merge(&config).map_err(|m| meta_err(&field, m))?;
+        }
+
+        for (i, entry) in k.crds.iter().flatten().enumerate() {
+            let field = format!("crds[{i}]");
+            let path = self.loader.resolve_file(dir, entry, &kfile, &field)?;
+            let text = self.loader.read_text(&path)?;
+            let value = yaml::parse_single(&text).map_err(|e| yaml_error(&path, e))?;
+            let config = crate::config::from_crd_definitions(&value).map_err(|message| {
+                RenderError::InvalidKustomization {
+                    file: path.clone(),
+                    field: field.clone(),
+                    message: format!("unable to parse open API definition: {message}"),
                 }
             })?;
             acc.config.merge(&config).map_err(|m| meta_err(&field, m))?;

@@ -138,6 +138,119 @@ impl TransformerConfig {
     }
 }
 
+/// The field specs a `crds` file (OpenAPI definitions, by type name)
+/// implies: for every definition that looks like a Kubernetes type (it has
+/// `kind`, `apiVersion` and `metadata` properties), its properties marked
+/// `x-kubernetes-annotation`, `x-kubernetes-label-selector`,
+/// `x-kubernetes-identity` or `x-kubernetes-object-ref-kind` (with
+/// `-api-version` and `-name-key`), followed through `$ref`s. The kind is
+/// the type name's last dotted part, as kustomize takes it.
+pub(crate) fn from_crd_definitions(value: &Value) -> Result<TransformerConfig, String> {
+    let mut config = TransformerConfig::default();
+    let Value::Object(types) = value else {
+        return Err("an OpenAPI definitions file must map type names to definitions".into());
+    };
+    for name in types.keys() {
+        let properties = schema_properties(types, name);
+        let is_k8s_type = properties.is_some_and(|p| {
+            p.contains_key("kind") && p.contains_key("apiVersion") && p.contains_key("metadata")
+        });
+        if !is_k8s_type {
+            continue;
+        }
+        if name.split('.').count() < 3 {
+            return Err(format!(
+                "`api` should be specified in dot notation: group.version.kind, not {name:?}"
+            ));
+        }
+        let kind = name.rsplit('.').next().unwrap_or(name);
+        let gvk = Gvk {
+            group: String::new(),
+            version: String::new(),
+            kind: kind.to_string(),
+        };
+        let mut seen = Vec::new();
+        crd_specs(&mut config, &gvk, types, name, &mut Vec::new(), &mut seen)?;
+    }
+    Ok(config)
+}
+
+/// `types[name].Schema.properties` (field names case-insensitive).
+fn schema_properties<'v>(
+    types: &'v serde_json::Map<String, Value>,
+    name: &str,
+) -> Option<&'v serde_json::Map<String, Value>> {
+    let definition = types.get(name)?.as_object()?;
+    let schema = definition
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("schema"))?
+        .1
+        .as_object()?;
+    schema.get("properties")?.as_object()
+}
+
+fn crd_specs(
+    config: &mut TransformerConfig,
+    gvk: &Gvk,
+    types: &serde_json::Map<String, Value>,
+    type_name: &str,
+    path: &mut Vec<String>,
+    visiting: &mut Vec<String>,
+) -> Result<(), String> {
+    let Some(properties) = schema_properties(types, type_name) else {
+        return Ok(());
+    };
+    // a type that refers to itself would never end
+    if visiting.iter().any(|t| t == type_name) {
+        return Ok(());
+    }
+    visiting.push(type_name.to_string());
+    let spec_at = |path: &[String], last: &[&str]| {
+        let mut parts: Vec<&str> = path.iter().map(String::as_str).collect();
+        parts.extend_from_slice(last);
+        FieldSpec::new(&gvk.group, &gvk.version, &gvk.kind, &parts.join("/"), false)
+    };
+    for (prop, schema) in properties {
+        let Value::Object(schema) = schema else {
+            continue;
+        };
+        let text = |key: &str| schema.get(key).and_then(Value::as_str);
+        if text("x-kubernetes-annotation").is_some() {
+            merge_specs(&mut config.common_annotations, &[spec_at(path, &[prop])])?;
+        }
+        if text("x-kubernetes-label-selector").is_some() {
+            merge_specs(&mut config.common_labels, &[spec_at(path, &[prop])])?;
+        }
+        if text("x-kubernetes-identity").is_some() {
+            merge_specs(&mut config.name_prefix, &[spec_at(path, &[prop])])?;
+        }
+        if let (Some(version), Some(kind)) = (
+            text("x-kubernetes-object-ref-api-version"),
+            text("x-kubernetes-object-ref-kind"),
+        ) {
+            let name_key = text("x-kubernetes-object-ref-name-key").unwrap_or("name");
+            let backref = NameBackRef {
+                target: Gvk {
+                    group: String::new(),
+                    version: version.to_string(),
+                    kind: kind.to_string(),
+                },
+                referrers: vec![spec_at(path, &[prop, name_key])],
+            };
+            let mut one = TransformerConfig::default();
+            one.name_reference.push(backref);
+            config.merge(&one)?;
+        }
+        if let Some(reference) = text("$ref") {
+            path.push(prop.clone());
+            crd_specs(config, gvk, types, reference, path, visiting)?;
+            path.pop();
+        }
+    }
+    visiting.pop();
+    Ok(())
+}
+
 fn merge_specs(mine: &mut Vec<FieldSpec>, theirs: &[FieldSpec]) -> Result<(), String> {
     for spec in theirs {
         match mine
