@@ -1694,6 +1694,15 @@ def family_edges(rng):
     # buildMetadata and crds
     e.append(("build-metadata-managed-by", {"kustomization.yaml": "resources: [cm.yaml]\nbuildMetadata: [managedByLabel]\n", "cm.yaml": simple_cm()}))
     e.append(("build-metadata-origin", {"base/kustomization.yaml": "resources: [cm.yaml]\n", "base/cm.yaml": simple_cm(), "overlay/kustomization.yaml": "resources: [../base]\nbuildMetadata: [originAnnotations]\nconfigMapGenerator:\n- name: g\n  literals: [A=1]\n"}, "overlay"))
+    ta_base = {"base/kustomization.yaml": "resources: [cm.yaml, d.yaml]\nnamePrefix: b-\n", "base/cm.yaml": simple_cm(), "base/d.yaml": deployment("d", "nginx")}
+    e.append(("build-metadata-transformers-every-kind", dict(ta_base, **{
+        "overlay/kustomization.yaml": "resources: [../base]\nbuildMetadata: [transformerAnnotations, originAnnotations]\nnamePrefix: o-\nnameSuffix: -s\nnamespace: ns\ncommonLabels: {a: b}\ncommonAnnotations: {x: \"z\"}\nimages:\n- name: nginx\n  newTag: \"2\"\n- name: other\n  newTag: \"3\"\nreplicas:\n- name: d\n  count: 2\npatches:\n- target: {kind: ConfigMap}\n  patch: |-\n    - {op: add, path: /data, value: {k: v}}\npatchesStrategicMerge:\n- |-\n  apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: c}\n  data: {b: y}\npatchesJson6902:\n- target: {version: v1, kind: ConfigMap, name: c}\n  patch: '[{\"op\": \"add\", \"path\": \"/data/f\", \"value\": \"1\"}]'\nlabels:\n- pairs: {l1: v}\nreplacements:\n- source: {kind: ConfigMap, name: c, fieldPath: data.k}\n  targets: [{select: {kind: Deployment}, fieldPaths: [metadata.annotations.k], options: {create: true}}]\nconfigMapGenerator:\n- name: g\n  literals: [A=1]\ntransformers: [t.yaml]\n",
+        "overlay/t.yaml": TF_KINDS["labels"],
+    }), "overlay"))
+    e.append(("build-metadata-transformers-component", dict(ta_base, **{
+        "comp/kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\ncommonAnnotations: {from: component}\n",
+        "overlay/kustomization.yaml": "resources: [../base]\ncomponents: [../comp]\nbuildMetadata: [transformerAnnotations]\nnamespace: ns\n",
+    }), "overlay"))
     e.append(("build-metadata-transformer", {"kustomization.yaml": "resources: [cm.yaml]\nnamePrefix: p-\nbuildMetadata: [transformerAnnotations]\n", "cm.yaml": simple_cm()}))
     crd_defs = """{
   "github.com/example/pkg/apis/jingfang/v1beta1.Bee": {

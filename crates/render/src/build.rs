@@ -45,6 +45,9 @@ pub(crate) struct Builder<'l> {
     roots: Vec<PathBuf>,
     /// kustomize's default transformer configuration, built once.
     defaults: TransformerConfig,
+    /// Whether the top-level kustomization asks for the transformations
+    /// annotation.
+    record_transformations: bool,
 }
 
 /// What accumulating a kustomization yields: its resources, the field specs
@@ -234,6 +237,7 @@ impl<'l> Builder<'l> {
             loader,
             roots: Vec::new(),
             defaults: TransformerConfig::defaults(),
+            record_transformations: false,
         }
     }
 
@@ -251,13 +255,6 @@ impl<'l> Builder<'l> {
                     message,
                 })?;
         let build_metadata = k.build_metadata.clone().unwrap_or_default();
-        if build_metadata.iter().any(|m| m == "transformerAnnotations") {
-            return Err(unsupported(
-                &self.loader.kustomization_file(dir)?,
-                "buildMetadata",
-                "transformerAnnotations (the transformations annotation) is not supported",
-            ));
-        }
         Ok(Accumulated {
             resources: acc.resources,
             config: config.into_owned(),
@@ -328,6 +325,13 @@ impl<'l> Builder<'l> {
         let value = yaml::parse_kustomization(&text).map_err(|e| yaml_error(&kfile, e))?;
         let k = Kustomization::from_value(value, &kfile)?;
         check_supported(&k, &kfile)?;
+        if self.roots.len() == 1 {
+            self.record_transformations = k
+                .build_metadata
+                .iter()
+                .flatten()
+                .any(|m| m == "transformerAnnotations");
+        }
         match component_of {
             Some(parent) if !k.is_component() => {
                 return Err(RenderError::InvalidKustomization {
@@ -592,20 +596,29 @@ impl<'l> Builder<'l> {
             message,
         };
 
+        let note = |ra: &mut Vec<Resource>, kind: &str| {
+            self.note_transformation(ra, kfile, kind, None);
+        };
+
         // patchesStrategicMerge
         for (i, entry) in k.patches_strategic_merge.iter().flatten().enumerate() {
             let field = format!("patchesStrategicMerge[{i}]");
             self.apply_smp_entry(dir, kfile, &field, entry, ra)?;
+        }
+        if non_empty(&k.patches_strategic_merge) {
+            note(ra, "PatchStrategicMergeTransformer");
         }
 
         // patches
         for (i, spec) in k.patches.iter().flatten().enumerate() {
             let field = format!("patches[{i}]");
             self.apply_patch_entry(spec, dir, kfile, &field, ra, false)?;
+            note(ra, "PatchTransformer");
         }
 
         if let Some(ns) = k.namespace.as_deref().filter(|s| !s.is_empty()) {
             transform::set_namespace(ra, ns, &config.namespace).map_err(|m| err("namespace", m))?;
+            note(ra, "NamespaceTransformer");
         }
         let prefix = k.name_prefix.as_deref().unwrap_or("");
         let suffix = k.name_suffix.as_deref().unwrap_or("");
@@ -623,6 +636,12 @@ impl<'l> Builder<'l> {
             );
             transform::add_name_affix(ra, prefix, suffix, &specs)
                 .map_err(|m| err("namePrefix", m))?;
+            if !prefix.is_empty() {
+                note(ra, "PrefixTransformer");
+            }
+            if !suffix.is_empty() {
+                note(ra, "SuffixTransformer");
+            }
         }
 
         // labels, then commonLabels
@@ -643,25 +662,32 @@ impl<'l> Builder<'l> {
                 config,
             );
             transform::add_map_entries(ra, &pairs, &specs).map_err(|m| err(&field, m))?;
+            note(ra, "LabelTransformer");
         }
         if !common.is_empty() {
             transform::add_map_entries(ra, &common, &config.common_labels)
                 .map_err(|m| err("commonLabels", m))?;
+            note(ra, "LabelTransformer");
         }
         if let Some(annotations) = k.common_annotations.as_ref().filter(|m| !m.is_empty()) {
             transform::add_map_entries(ra, annotations, &config.common_annotations)
                 .map_err(|m| err("commonAnnotations", m))?;
+            note(ra, "AnnotationsTransformer");
         }
 
         // patchesJson6902
         for (i, spec) in k.patches_json6902.iter().flatten().enumerate() {
             let field = format!("patchesJson6902[{i}]");
             self.apply_patch_entry(spec, dir, kfile, &field, ra, true)?;
+            note(ra, "PatchJson6902Transformer");
         }
 
         if let Some(entries) = k.replicas.as_deref() {
             transform::set_all_replicas(ra, entries, &config.replicas)
                 .map_err(|(i, m)| err(&format!("replicas[{i}]"), m))?;
+            for _ in entries {
+                note(ra, "ReplicaCountTransformer");
+            }
         }
         for (i, image) in k
             .images
@@ -672,6 +698,7 @@ impl<'l> Builder<'l> {
         {
             transform::set_image(ra, image, &config.images)
                 .map_err(|m| err(&format!("images[{i}]"), m))?;
+            note(ra, "ImageTagTransformer");
         }
 
         if let Some(entries) = k.replacements.as_ref() {
@@ -680,8 +707,34 @@ impl<'l> Builder<'l> {
                 crate::replacement::apply(ra, r)
                     .map_err(|m| err(&format!("replacements[{i}]"), m))?;
             }
+            if !entries.is_empty() {
+                note(ra, "ReplacementTransformer");
+            }
         }
         Ok(())
+    }
+
+    /// Records, when the top-level kustomization asks for
+    /// `transformerAnnotations`, that a transformer configured in `kfile`
+    /// ran over the resources.
+    pub(crate) fn note_transformation(
+        &self,
+        ra: &mut [Resource],
+        kfile: &Path,
+        kind: &str,
+        name: Option<&str>,
+    ) {
+        if !self.record_transformations {
+            return;
+        }
+        let by = Arc::new(crate::resource::Transformation {
+            configured_in: kfile.to_path_buf(),
+            kind: kind.to_string(),
+            name: name.map(str::to_string),
+        });
+        for res in ra.iter_mut() {
+            res.transformations.push(by.clone());
+        }
     }
 
     /// Applies one `patchesStrategicMerge` entry (a file or inline YAML).
@@ -1108,6 +1161,39 @@ pub(crate) fn annotate_origin(res: &mut Resource, top: &Path) {
     }
     if let Value::Object(a) = annotations {
         a.insert("config.kubernetes.io/origin".into(), Value::String(text));
+    }
+}
+
+/// Adds the `alpha.config.kubernetes.io/transformations` annotation of
+/// `buildMetadata: [transformerAnnotations]`: the transformers that ran over
+/// a resource, with where they are configured (relative to `top`).
+pub(crate) fn annotate_transformations(res: &mut Resource, top: &Path) {
+    if res.transformations.is_empty() {
+        return;
+    }
+    let mut text = String::new();
+    for t in &res.transformations {
+        text.push_str(&format!(
+            "- configuredIn: {}\n  configuredBy:\n    apiVersion: builtin\n    kind: {}\n",
+            relative_to(&t.configured_in, top),
+            t.kind
+        ));
+        if let Some(name) = &t.name {
+            text.push_str(&format!("    name: {name}\n"));
+        }
+    }
+    let meta = res.metadata_mut();
+    let annotations = meta
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !annotations.is_object() {
+        *annotations = Value::Object(Map::new());
+    }
+    if let Value::Object(a) = annotations {
+        a.insert(
+            "alpha.config.kubernetes.io/transformations".into(),
+            Value::String(text),
+        );
     }
 }
 

@@ -174,6 +174,10 @@ pub fn render_dir(dir: &Path, options: &RenderOptions) -> Result<Vec<Value>, Ren
         .build_metadata
         .iter()
         .any(|m| m == "originAnnotations");
+    let transformations = accumulated
+        .build_metadata
+        .iter()
+        .any(|m| m == "transformerAnnotations");
     let managed_by = accumulated
         .build_metadata
         .iter()
@@ -183,6 +187,9 @@ pub fn render_dir(dir: &Path, options: &RenderOptions) -> Result<Vec<Value>, Ren
         .map(|mut r| {
             if origins {
                 build::annotate_origin(&mut r, &dir);
+            }
+            if transformations {
+                build::annotate_transformations(&mut r, &dir);
             }
             if managed_by {
                 build::label_managed_by(&mut r);

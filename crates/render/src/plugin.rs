@@ -340,6 +340,7 @@ impl Builder<'_> {
                 }
                 other => return Err(unsupported_builtin(kfile, "transformers", other)),
             }
+            self.note_transformation(ra, &config.origin, &kind, Some(&config.name()));
         }
         Ok(())
     }

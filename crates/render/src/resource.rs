@@ -138,6 +138,15 @@ impl fmt::Display for ResId {
     }
 }
 
+/// A transformer that ran over a resource: where it is configured, its
+/// kind and (for a plugin configuration) its name.
+#[derive(Debug)]
+pub(crate) struct Transformation {
+    pub configured_in: PathBuf,
+    pub kind: String,
+    pub name: Option<String>,
+}
+
 /// What a generator asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Behavior {
@@ -162,6 +171,9 @@ pub(crate) struct Resource {
     pub ref_var_names: Vec<String>,
     /// The built-in generator that made it (for origin annotations).
     pub generated_by: Option<&'static str>,
+    /// The transformers that ran over it (recorded only for
+    /// `buildMetadata: [transformerAnnotations]`).
+    pub transformations: Vec<Arc<Transformation>>,
     /// The file the resource was read from (or the kustomization that
     /// generated it).
     pub origin: Arc<PathBuf>,
@@ -178,6 +190,7 @@ impl Resource {
             needs_hash: false,
             ref_var_names: Vec::new(),
             generated_by: None,
+            transformations: Vec::new(),
             origin,
         }
     }
