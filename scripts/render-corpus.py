@@ -1841,6 +1841,56 @@ def family_components(rng):
 
 
 # ---------------------------------------------------------------------------
+# 8. Random mixtures of everything over a three-level layout.
+
+
+def family_mix(rng):
+    feats = {
+        "prefix": lambda l: f"namePrefix: m{l}-\n",
+        "suffix": lambda l: f"nameSuffix: -x{l}\n",
+        "namespace": lambda l: f"namespace: mix-{l}\n",
+        "labels": lambda l: f"labels:\n- pairs:\n    level{l}: \"yes\"\n  includeSelectors: {str(l % 2 == 0).lower()}\n  includeTemplates: true\n",
+        "common-labels": lambda l: f"commonLabels:\n  tier{l}: t\n",
+        "annotations": lambda l: f"commonAnnotations:\n  note{l}: \"n{l}\"\n",
+        "images": lambda l: f"images:\n- name: nginx\n  newTag: 1.2{l}.0\n- name: busybox\n  newName: mirror.example.com/busybox\n",
+        "replicas": lambda l: f"replicas:\n- name: web\n  count: {l + 2}\n",
+        "cm-merge": lambda l: f"configMapGenerator:\n- name: web-config\n  behavior: merge\n  literals:\n  - L{l}=v\n",
+        "secret": lambda l: f"secretGenerator:\n- name: creds-{l}\n  literals:\n  - user=u{l}\n",
+        "vars": lambda l: f"vars:\n- name: SVC{l}\n  objref: {{kind: Service, version: v1, name: web}}\n",
+        "json": lambda l: f"patches:\n- target: {{kind: Deployment, name: web}}\n  patch: |-\n    - op: add\n      path: /metadata/annotations/json{l}\n      value: \"$(SVC0)\"\n",
+        "smp": lambda l: f"patchesStrategicMerge:\n- |-\n  apiVersion: apps/v1\n  kind: Deployment\n  metadata:\n    name: web\n  spec:\n    template:\n      spec:\n        containers:\n        - name: web\n          env:\n          - name: LEVEL{l}\n            value: \"{l}\"\n",
+        "replacement": lambda l: f"replacements:\n- source: {{kind: ConfigMap, name: web-config, fieldPath: metadata.name}}\n  targets:\n  - select: {{kind: Deployment}}\n    fieldPaths: [spec.template.metadata.annotations.config{l}]\n    options: {{create: true}}\n",
+        "transformer": lambda l: f"transformers:\n- |-\n  apiVersion: builtin\n  kind: AnnotationsTransformer\n  metadata:\n    name: t{l}\n  annotations:\n    plugin{l}: \"on\"\n  fieldSpecs:\n  - path: metadata/annotations\n    create: true\n",
+        "config": lambda l: f"configurations:\n- conf.yaml\n",
+        "sort": lambda l: "sortOptions:\n  order: fifo\n",
+    }
+    names = list(feats)
+    for n in range(40):
+        f = {"base/deployment.yaml": deployment("web", "nginx:1.25", env_cm="web-config", sa="web", args=["--svc=$(SVC0)", "--ns=$(SVC0_NS)"],
+                                                containers_extra="        volumeMounts:\n        - name: cache\n          mountPath: /cache\n"),
+             "base/service.yaml": service("web"),
+             "base/sa.yaml": service_account("web"),
+             "base/widget.yaml": "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\nspec:\n  service: web\n  config: web-config\n  image: busybox:1.36\n",
+             "base/kustomization.yaml": kust(resources=["deployment.yaml", "service.yaml", "sa.yaml", "widget.yaml"])
+             + "namespace: apps\nconfigMapGenerator:\n- name: web-config\n  literals: [MODE=base]\nvars:\n- name: SVC0\n  objref: {kind: Service, version: v1, name: web}\n- name: SVC0_NS\n  objref: {kind: Service, version: v1, name: web}\n  fieldref: {fieldpath: metadata.namespace}\n"}
+        f["base/deployment.yaml"] = f["base/deployment.yaml"].replace("      containers:", "      volumes:\n      - name: cache\n        emptyDir: {}\n      containers:", 1)
+        parent = "base"
+        for level in range(1, rng.randint(2, 3) + 1):
+            d = f"l{level}"
+            k = kust(resources=[f"../{parent}"])
+            chosen = rng.sample(names, rng.randint(2, 6))
+            if "json" in chosen and "smp" in chosen:
+                chosen.remove("smp")
+            for c in chosen:
+                k += feats[c](level)
+            if "config" in chosen:
+                f[f"{d}/conf.yaml"] = "nameReference:\n- kind: Service\n  version: v1\n  fieldSpecs:\n  - kind: Widget\n    path: spec/service\n- kind: ConfigMap\n  version: v1\n  fieldSpecs:\n  - kind: Widget\n    path: spec/config\nimages:\n- kind: Widget\n  path: spec/image\nvarReference:\n- kind: Widget\n  path: spec/note\n"
+            f[f"{d}/kustomization.yaml"] = k
+            parent = d
+        case(f"mix-{n:02d}", f, render_dir=parent)
+
+
+# ---------------------------------------------------------------------------
 
 
 def write_case(name, files, render_dir, load_restrictor):
@@ -1889,6 +1939,7 @@ def main():
     family_install(rng)
     family_edges(rng)
     family_components(rng)
+    family_mix(rng)
     os.makedirs(CORPUS, exist_ok=True)
     for entry in os.listdir(CORPUS):
         if entry in KEEP or (only and not entry.startswith(only)):

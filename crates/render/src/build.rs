@@ -899,8 +899,24 @@ impl<'l> Builder<'l> {
                 }
                 res.store_prev_id();
                 let id = res.cur_id();
+                // kustomize's objects always carry annotations while they are
+                // transformed (its own, hidden ones), so a patch may add into
+                // `/metadata/annotations` when the object has none
+                let meta = res.metadata_mut();
+                let added_annotations = !meta.contains_key("annotations");
+                if added_annotations {
+                    meta.insert("annotations".into(), Value::Object(Map::new()));
+                }
                 let mut doc = Value::Object(std::mem::take(&mut res.obj));
                 let outcome = patch::json_patch(&mut doc, &ops);
+                if added_annotations
+                    && let Some(Value::Object(meta)) = doc.get_mut("metadata")
+                    && meta
+                        .get("annotations")
+                        .is_some_and(|a| a.as_object().is_some_and(Map::is_empty))
+                {
+                    meta.shift_remove("annotations");
+                }
                 match doc {
                     Value::Object(map) => res.obj = map,
                     _ => return Err(err(format!("JSON patch turned {id} into a non-object"))),
