@@ -1890,6 +1890,60 @@ def family_mix(rng):
         case(f"mix-{n:02d}", f, render_dir=parent)
 
 
+def family_mix_bases(rng):
+    """Two bases (one shared by two overlays), a component, plugins and
+    custom kinds, combined at random."""
+    top_feats = [
+        "namePrefix: top-\n",
+        "nameSuffix: -t\n",
+        "namespace: top\n",
+        "commonLabels:\n  top: \"1\"\n",
+        "labels:\n- pairs:\n    sel: s\n  includeSelectors: true\n",
+        "commonAnnotations:\n  top: \"1\"\n",
+        "images:\n- name: redis\n  newTag: \"7.2\"\n- name: example.com/api\n  digest: sha256:" + "cd" * 32 + "\n",
+        "replicas:\n- name: api\n  count: 5\n- name: cache\n  count: 2\n",
+        "patches:\n- target:\n    kind: Deployment\n    labelSelector: app in (api,cache)\n  patch: |-\n    - op: add\n      path: /spec/template/spec/tolerations\n      value: [{key: dedicated, operator: Exists}]\n",
+        "patches:\n- target:\n    kind: Service\n    annotationSelector: expose=true\n  patch: |-\n    apiVersion: v1\n    kind: Service\n    metadata:\n      name: x\n    spec:\n      type: LoadBalancer\n",
+        "patches:\n- path: rename.yaml\n  options:\n    allowNameChange: true\n",
+        "configMapGenerator:\n- name: shared\n  behavior: replace\n  literals: [ONLY=top]\n",
+        "secretGenerator:\n- name: api-secret\n  behavior: merge\n  literals: [extra=1]\n",
+        "generatorOptions:\n  disableNameSuffixHash: true\n",
+        "replacements:\n- source: {kind: Service, name: api, fieldPath: metadata.name}\n  targets:\n  - select: {kind: Deployment, name: cache}\n    fieldPaths: [spec.template.spec.containers.0.args.0]\n    options: {delimiter: '=', index: 1}\n",
+        "transformers:\n- |-\n  apiVersion: builtin\n  kind: NamespaceTransformer\n  metadata:\n    name: ns\n    namespace: plugin-ns\n  fieldSpecs:\n  - path: metadata/namespace\n    create: true\n",
+        "generators:\n- |-\n  apiVersion: builtin\n  kind: SecretGenerator\n  metadata:\n    name: generated\n  literals: [k=v]\n",
+        "components:\n- ../components/observability\n",
+        "buildMetadata: [originAnnotations]\n",
+        "sortOptions:\n  order: legacy\n  legacySortOptions:\n    orderFirst: [Namespace, Service]\n    orderLast: [Deployment]\n",
+    ]
+    for n in range(40):
+        f = {
+            "bases/api/kustomization.yaml": "resources: [deployment.yaml, service.yaml]\nsecretGenerator:\n- name: api-secret\n  literals: [password=p]\nconfigurations: [conf.yaml]\n",
+            "bases/api/conf.yaml": "nameReference:\n- kind: Secret\n  version: v1\n  fieldSpecs:\n  - kind: Database\n    path: spec/credentials/secretName\n",
+            "bases/api/deployment.yaml": deployment("api", "example.com/api:1.0", secret="api-secret", env_cm="shared"),
+            "bases/api/service.yaml": service("api").replace("metadata:\n  name: api", "metadata:\n  name: api\n  annotations:\n    expose: \"true\""),
+            "bases/cache/kustomization.yaml": "resources: [cache.yaml]\n",
+            "bases/cache/cache.yaml": deployment("cache", "redis:7.0", args=["--upstream=api", "--port=6379"], env_cm="shared") + "---\n" + service("cache", port=6379, target=6379)
+            + "---\napiVersion: db.example.com/v1\nkind: Database\nmetadata:\n  name: db\nspec:\n  credentials:\n    secretName: api-secret\n",
+            "bases/shared/kustomization.yaml": "configMapGenerator:\n- name: shared\n  literals: [A=1, B=2]\n",
+            "components/observability/kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\nlabels:\n- pairs:\n    observed: \"true\"\npatches:\n- target: {kind: Deployment}\n  patch: |-\n    - op: add\n      path: /spec/template/metadata/annotations\n      value: {prometheus.io/scrape: \"true\"}\n",
+            "mid/kustomization.yaml": "resources: [../bases/api, ../bases/cache, ../bases/shared]\nnamePrefix: mid-\n",
+            "top/rename.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: cache\nspec:\n  template:\n    spec:\n      containers:\n      - name: cache\n        env:\n        - {name: RENAMED, value: \"no\"}\n",
+        }
+        chosen = sorted(rng.sample(range(len(top_feats)), rng.randint(2, 7)))
+        k = "resources: [../mid]\n"
+        patches = []
+        for c in chosen:
+            text = top_feats[c]
+            if text.startswith("patches:"):
+                patches.append(text[len("patches:\n"):])
+                continue
+            k += text
+        if patches:
+            k += "patches:\n" + "".join(patches)
+        f["top/kustomization.yaml"] = k
+        case(f"mixb-{n:02d}", f, render_dir="top")
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -1940,6 +1994,7 @@ def main():
     family_edges(rng)
     family_components(rng)
     family_mix(rng)
+    family_mix_bases(rng)
     os.makedirs(CORPUS, exist_ok=True)
     for entry in os.listdir(CORPUS):
         if entry in KEEP or (only and not entry.startswith(only)):

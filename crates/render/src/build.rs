@@ -1165,7 +1165,13 @@ pub(crate) fn annotate_origin(res: &mut Resource, top: &Path) {
     let text = match res.generated_by {
         None => format!("path: {place}\n"),
         Some(kind) => {
-            format!("configuredIn: {place}\nconfiguredBy:\n  apiVersion: builtin\n  kind: {kind}\n")
+            let mut text = format!(
+                "configuredIn: {place}\nconfiguredBy:\n  apiVersion: builtin\n  kind: {kind}\n"
+            );
+            if let Some(name) = &res.generator_name {
+                text.push_str(&format!("  name: {name}\n"));
+            }
+            text
         }
     };
     let meta = res.metadata_mut();

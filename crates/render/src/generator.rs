@@ -309,8 +309,6 @@ pub(crate) fn absorb(resources: &mut Vec<Resource>, mut generated: Resource) -> 
             generated.suffixes = old.suffixes.clone();
             generated.needs_hash = old.needs_hash && generated.needs_hash;
             generated.behavior = old.behavior;
-            generated.origin = old.origin.clone();
-            generated.generated_by = old.generated_by;
             resources[*i] = generated;
             Ok(())
         }

@@ -213,7 +213,10 @@ impl Builder<'_> {
                         sources,
                         options: c.options.unwrap_or_default(),
                     };
-                    generator::generate(&input, Arc::new(kfile.to_path_buf())).map_err(&err)?
+                    let mut generated =
+                        generator::generate(&input, config.origin.clone()).map_err(&err)?;
+                    generated.generator_name = Some(config.name().into_owned());
+                    generated
                 }
                 other => return Err(unsupported_builtin(kfile, "generators", other)),
             };

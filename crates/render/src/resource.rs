@@ -171,6 +171,8 @@ pub(crate) struct Resource {
     pub ref_var_names: Vec<String>,
     /// The built-in generator that made it (for origin annotations).
     pub generated_by: Option<&'static str>,
+    /// The name of the `generators` plugin configuration that made it.
+    pub generator_name: Option<String>,
     /// The transformers that ran over it (recorded only for
     /// `buildMetadata: [transformerAnnotations]`).
     pub transformations: Vec<Arc<Transformation>>,
@@ -190,6 +192,7 @@ impl Resource {
             needs_hash: false,
             ref_var_names: Vec::new(),
             generated_by: None,
+            generator_name: None,
             transformations: Vec::new(),
             origin,
         }
