@@ -1944,6 +1944,72 @@ def family_mix_bases(rng):
         case(f"mixb-{n:02d}", f, render_dir="top")
 
 
+def family_plugin_variants(rng):
+    """Built-in plugin configurations with their less common fields."""
+    variants = {
+        "prefix-kind-only": "apiVersion: builtin\nkind: PrefixSuffixTransformer\nmetadata:\n  name: p\nprefix: only-\nfieldSpecs:\n- kind: Deployment\n  path: metadata/name\n",
+        "prefix-custom-field": "apiVersion: builtin\nkind: PrefixSuffixTransformer\nmetadata:\n  name: p\nsuffix: -sfx\nfieldSpecs:\n- path: metadata/name\n- kind: Widget\n  path: spec/service\n",
+        "labels-custom-kind": "apiVersion: builtin\nkind: LabelTransformer\nmetadata:\n  name: l\nlabels:\n  team: x\nfieldSpecs:\n- kind: Widget\n  path: spec/selector\n  create: true\n- path: metadata/labels\n  create: true\n",
+        "labels-no-create": "apiVersion: builtin\nkind: LabelTransformer\nmetadata:\n  name: l\nlabels:\n  team: x\nfieldSpecs:\n- path: spec/selector/matchLabels\n  kind: Deployment\n",
+        "image-fieldspec": "apiVersion: builtin\nkind: ImageTagTransformer\nmetadata:\n  name: i\nimageTag:\n  name: busybox\n  newTag: \"1.37\"\nfieldSpecs:\n- kind: Widget\n  path: spec/image\n",
+        "image-digest": "apiVersion: builtin\nkind: ImageTagTransformer\nmetadata:\n  name: i\nimageTag:\n  name: nginx\n  digest: sha256:" + "ef" * 32 + "\n",
+        "replicas-custom": "apiVersion: builtin\nkind: ReplicaCountTransformer\nmetadata:\n  name: r\nreplica:\n  name: w\n  count: 7\nfieldSpecs:\n- kind: Widget\n  path: spec/size\n  create: true\n",
+        "replicas-missing": "apiVersion: builtin\nkind: ReplicaCountTransformer\nmetadata:\n  name: r\nreplica:\n  name: nothing\n  count: 7\nfieldSpecs:\n- kind: Deployment\n  path: spec/replicas\n",
+        "patch-options": "apiVersion: builtin\nkind: PatchTransformer\nmetadata:\n  name: p\npatch: |-\n  apiVersion: apps/v1\n  kind: Deployment\n  metadata:\n    name: web-renamed\ntarget:\n  kind: Deployment\n  name: web\noptions:\n  allowNameChange: true\n",
+        "patch-file": "apiVersion: builtin\nkind: PatchTransformer\nmetadata:\n  name: p\npath: patch.yaml\ntarget:\n  kind: Service\n",
+        "psm-paths": "apiVersion: builtin\nkind: PatchStrategicMergeTransformer\nmetadata:\n  name: p\npaths:\n- smp.yaml\n",
+        "pj-path": "apiVersion: builtin\nkind: PatchJson6902Transformer\nmetadata:\n  name: p\ntarget:\n  version: v1\n  kind: Service\n  name: web\npath: json.yaml\n",
+        "pj-yaml-op": "apiVersion: builtin\nkind: PatchJson6902Transformer\nmetadata:\n  name: p\ntarget:\n  version: v1\n  kind: Service\n  name: web\njsonOp: |-\n  - op: replace\n    path: /spec/ports/0/port\n    value: 8081\n",
+        "replacement-file": "apiVersion: builtin\nkind: ReplacementTransformer\nmetadata:\n  name: r\nreplacements:\n- path: repl.yaml\n",
+        "namespace-none-subjects": "apiVersion: builtin\nkind: NamespaceTransformer\nmetadata:\n  name: n\n  namespace: target\nsetRoleBindingSubjects: none\nfieldSpecs:\n- path: metadata/namespace\n  create: true\n",
+        "annotations-unknown-field": "apiVersion: builtin\nkind: AnnotationsTransformer\nmetadata:\n  name: a\nannotations:\n  a: b\nsomethingElse: true\nfieldSpecs:\n- path: metadata/annotations\n  create: true\n",
+        "unnamed-config": "apiVersion: builtin\nkind: AnnotationsTransformer\nannotations:\n  a: b\nfieldSpecs:\n- path: metadata/annotations\n  create: true\n",
+        "hash-transformer": "apiVersion: builtin\nkind: HashTransformer\nmetadata:\n  name: h\n",
+    }
+    gens = {
+        "gen-files": "apiVersion: builtin\nkind: ConfigMapGenerator\nmetadata:\n  name: from-files\nfiles:\n- app.properties\n- renamed.txt=notes.txt\nenvs:\n- extra.env\n",
+        "gen-merge": "apiVersion: builtin\nkind: ConfigMapGenerator\nmetadata:\n  name: web-config\nbehavior: merge\nliterals:\n- FROM=plugin\n",
+        "gen-tls": "apiVersion: builtin\nkind: SecretGenerator\nmetadata:\n  name: tls\n  namespace: certs\ntype: kubernetes.io/tls\nliterals:\n- tls.crt=CERT\n- tls.key=KEY\noptions:\n  annotations:\n    source: plugin\n",
+        "gen-top-level-name": "apiVersion: builtin\nkind: ConfigMapGenerator\nmetadata:\n  name: meta-name\nname: field-name\nliterals:\n- A=1\n",
+    }
+    base = {
+        "base/deployment.yaml": deployment("web", "nginx:1.25", env_cm="web-config", sa="web"),
+        "base/service.yaml": service("web"),
+        "base/sa.yaml": service_account("web"),
+        "base/rb.yaml": binding("RoleBinding", "web", "ClusterRole", "view", "web", "default"),
+        "base/widget.yaml": "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\nspec:\n  service: web\n  image: busybox:1.36\n  selector: {}\n",
+        "base/kustomization.yaml": kust(resources=["deployment.yaml", "service.yaml", "sa.yaml", "rb.yaml", "widget.yaml"]) + "configMapGenerator:\n- name: web-config\n  literals: [MODE=base]\n",
+    }
+    extra = {
+        "overlay/patch.yaml": "apiVersion: v1\nkind: Service\nmetadata:\n  name: any\nspec:\n  externalTrafficPolicy: Local\n",
+        "overlay/smp.yaml": "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n  - name: metrics\n    port: 9090\n",
+        "overlay/json.yaml": "- op: add\n  path: /spec/ports/-\n  value: {name: admin, port: 9000}\n",
+        "overlay/repl.yaml": "- source: {kind: Service, name: web, fieldPath: metadata.name}\n  targets:\n  - select: {kind: Widget}\n    fieldPaths: [spec.upstream]\n    options: {create: true}\n",
+        "overlay/app.properties": "a=b\nc=d\n",
+        "overlay/notes.txt": "notes\n",
+        "overlay/extra.env": "X=1\n# comment\nY=two words\n",
+    }
+    n = 0
+    for name, text in variants.items():
+        f = dict(base, **extra)
+        f["overlay/t.yaml"] = text
+        f["overlay/kustomization.yaml"] = kust(resources=["../base"], transformers=["t.yaml"])
+        case(f"tfx-{n:02d}-{name}", f, render_dir="overlay")
+        n += 1
+    for name, text in gens.items():
+        f = dict(base, **extra)
+        f["overlay/g.yaml"] = text
+        f["overlay/kustomization.yaml"] = kust(resources=["../base"], generators=["g.yaml"], namePrefix="o-")
+        case(f"tfx-{n:02d}-{name}", f, render_dir="overlay")
+        n += 1
+    # a transformer directory that is itself a kustomization with a prefix
+    f = dict(base, **extra)
+    f["overlay/tdir/a.yaml"] = variants["labels-custom-kind"]
+    f["overlay/tdir/kustomization.yaml"] = "resources: [a.yaml]\nnamePrefix: ignored-\n"
+    f["overlay/kustomization.yaml"] = kust(resources=["../base"], transformers=["tdir"])
+    case(f"tfx-{n:02d}-transformer-dir-with-prefix", f, render_dir="overlay")
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -1995,6 +2061,7 @@ def main():
     family_components(rng)
     family_mix(rng)
     family_mix_bases(rng)
+    family_plugin_variants(rng)
     os.makedirs(CORPUS, exist_ok=True)
     for entry in os.listdir(CORPUS):
         if entry in KEEP or (only and not entry.startswith(only)):

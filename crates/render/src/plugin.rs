@@ -341,6 +341,15 @@ impl Builder<'_> {
                             .map_err(|m| err(format!("replacements[{i}]: {m}")))?;
                     }
                 }
+                "HashTransformer" => {
+                    // the content hash now; kustomize adds it again at the end
+                    for res in ra.iter_mut().filter(|r| r.needs_hash) {
+                        let hash = generator::content_hash(&res.obj);
+                        res.store_prev_id();
+                        let name = format!("{}-{hash}", res.name());
+                        res.set_name(&name);
+                    }
+                }
                 other => return Err(unsupported_builtin(kfile, "transformers", other)),
             }
             self.note_transformation(ra, &config.origin, &kind, Some(&config.name()));
