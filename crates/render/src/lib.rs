@@ -3,17 +3,26 @@
 //! This crate owns turning a directory holding a kustomization (a base, a
 //! cloud overlay, a per-cluster overlay …) into the list of Kubernetes
 //! objects `kubectl kustomize` would print for it — same objects, same
-//! order, same field values, same generated names — and the cloud profiles
-//! (storage classes, load-balancer annotations) applied on top.
+//! order, same field values, same generated names, the same text — and the
+//! cloud profiles (storage classes, load-balancer annotations) applied on
+//! top. That covers what real repositories use: resources and components,
+//! patches of every kind, generators, name references, `configurations`
+//! and `crds` (field specs for custom kinds), the legacy `vars`,
+//! `transformers` and `generators` with kustomize's built-in plugins,
+//! `buildMetadata`, and kustomize's leniencies and strictnesses (checked
+//! against `kubectl kustomize` by the corpus in `tests/corpus`).
 //!
 //! The centre is pure: transformers, patches, generators and name-reference
 //! rewriting take values and return values. Only the `load` module reads
-//! files; it refuses files outside a kustomization's root (as kustomize does)
-//! and files over a size limit. Only the `yaml` module knows YAML syntax. No network, no clock, no environment, no global
-//! state: rendering is deterministic and safe to run from many threads.
+//! files; it refuses files outside a kustomization's root (as kustomize does,
+//! unless [`LoadRestrictions::None`]), outside [`RenderOptions::confine_to`]
+//! (always) and files over a size limit. Only the `yaml` module knows YAML
+//! syntax. No network, no clock, no environment, no global state: rendering
+//! is deterministic and safe to run from many threads.
 //!
 //! It must not: fetch remote bases (URLs and git references are a clear
-//! error), run plugins, or silently skip a kustomization feature it does not
+//! error), run external plugins (exec or KRM functions: an error naming the
+//! plugin) or Helm, or silently skip a kustomization feature it does not
 //! implement (that is an error naming the field).
 //!
 //! ```no_run
