@@ -2010,6 +2010,138 @@ def family_plugin_variants(rng):
     case(f"tfx-{n:02d}-transformer-dir-with-prefix", f, render_dir="overlay")
 
 
+def family_ml_platform(rng):
+    """Kubeflow-style application trees: params.env generators, vars read
+    from generated ConfigMaps, varReference for Istio kinds, namespaces and
+    overlays per deployment option."""
+    apps = ["centraldashboard", "jupyter-web-app", "notebook-controller", "katib-ui", "pipelines-ui", "profiles", "volumes-web-app", "tensorboards"]
+    for n in range(24):
+        app = apps[n % len(apps)]
+        f = {}
+        f["base/params.env"] = f"CLUSTER_DOMAIN=cluster.local\nUSERID_HEADER=kubeflow-userid\nUSERID_PREFIX=\nAPP_PREFIX=/{app}\n"
+        f["base/params.yaml"] = """varReference:
+- path: spec/http/route/destination/host
+  kind: VirtualService
+- path: spec/http/match/uri/prefix
+  kind: VirtualService
+- path: spec/rules/from/source/principals
+  kind: AuthorizationPolicy
+- path: spec/template/spec/containers/env/value
+  kind: Deployment
+"""
+        f["base/deployment.yaml"] = deployment(app, f"docker.io/kubeflownotebookswg/{app}:v1.8.0", labels={"app": app, "kustomize.component": app}, sa=f"{app}-service-account",
+                                                 extra_env={"USERID_HEADER": "$(USERID_HEADER)", "APP_PREFIX": "$(APP_PREFIX)", "POD_NS": "$(NAMESPACE)"})
+        f["base/service.yaml"] = service(app, {"app": app, "kustomize.component": app}, port=80, target=8082)
+        f["base/sa.yaml"] = service_account(f"{app}-service-account")
+        f["base/role.yaml"] = cluster_role(f"{app}-cluster-role")
+        f["base/binding.yaml"] = binding("ClusterRoleBinding", f"{app}-binding", "ClusterRole", f"{app}-cluster-role", f"{app}-service-account", "kubeflow")
+        f["base/virtual-service.yaml"] = f"""apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: {app}
+spec:
+  gateways:
+  - kubeflow-gateway
+  hosts:
+  - '*'
+  http:
+  - match:
+    - uri:
+        prefix: $(APP_PREFIX)/
+    rewrite:
+      uri: /
+    route:
+    - destination:
+        host: {app}.$(NAMESPACE).svc.$(CLUSTER_DOMAIN)
+        port:
+          number: 80
+"""
+        f["base/authorization-policy.yaml"] = f"""apiVersion: security.istio.io/v1beta1
+kind: AuthorizationPolicy
+metadata:
+  name: {app}
+spec:
+  action: ALLOW
+  selector:
+    matchLabels:
+      app: {app}
+  rules:
+  - from:
+    - source:
+        principals:
+        - cluster.$(CLUSTER_DOMAIN)/ns/istio-system/sa/istio-ingressgateway-service-account
+"""
+        f["base/kustomization.yaml"] = f"""apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+namespace: kubeflow
+resources:
+- deployment.yaml
+- service.yaml
+- sa.yaml
+- role.yaml
+- binding.yaml
+- virtual-service.yaml
+- authorization-policy.yaml
+commonLabels:
+  kustomize.component: {app}
+  app: {app}
+images:
+- name: docker.io/kubeflownotebookswg/{app}
+  newName: docker.io/kubeflownotebookswg/{app}
+  newTag: v1.8.{n}
+configMapGenerator:
+- name: {app}-parameters
+  envs:
+  - params.env
+generatorOptions:
+  disableNameSuffixHash: {str(n % 3 == 0).lower()}
+vars:
+- name: CLUSTER_DOMAIN
+  objref:
+    kind: ConfigMap
+    name: {app}-parameters
+    apiVersion: v1
+  fieldref:
+    fieldpath: data.CLUSTER_DOMAIN
+- name: USERID_HEADER
+  objref:
+    kind: ConfigMap
+    name: {app}-parameters
+    apiVersion: v1
+  fieldref:
+    fieldpath: data.USERID_HEADER
+- name: APP_PREFIX
+  objref:
+    kind: ConfigMap
+    name: {app}-parameters
+    apiVersion: v1
+  fieldref:
+    fieldpath: data.APP_PREFIX
+- name: NAMESPACE
+  objref:
+    kind: Service
+    name: {app}
+    apiVersion: v1
+  fieldref:
+    fieldpath: metadata.namespace
+configurations:
+- params.yaml
+"""
+        option = ["istio", "kubeflow", "dex", "multi-user"][n % 4]
+        k = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- ../../base\n"
+        if option == "kubeflow":
+            k += "namespace: kubeflow-user\n"
+        elif option == "dex":
+            k += "configMapGenerator:\n- name: %s-parameters\n  behavior: merge\n  literals:\n  - USERID_HEADER=x-dex-user\n" % app
+        elif option == "multi-user":
+            k += "patches:\n- path: multi-user.yaml\n"
+            f[f"overlays/{option}/multi-user.yaml"] = f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {app}\nspec:\n  template:\n    spec:\n      containers:\n      - name: {app.split('-')[-1]}\n        env:\n        - name: APP_DISABLE_AUTH\n          value: \"False\"\n"
+        else:
+            k += "patchesJson6902:\n- target:\n    group: networking.istio.io\n    version: v1alpha3\n    kind: VirtualService\n    name: %s\n  patch: |-\n    - op: add\n      path: /spec/gateways/-\n      value: mesh\n" % app
+        f[f"overlays/{option}/kustomization.yaml"] = k
+        case(f"ml-{n:02d}-{app}-{option}", f, render_dir=f"overlays/{option}")
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -2062,6 +2194,7 @@ def main():
     family_mix(rng)
     family_mix_bases(rng)
     family_plugin_variants(rng)
+    family_ml_platform(rng)
     os.makedirs(CORPUS, exist_ok=True)
     for entry in os.listdir(CORPUS):
         if entry in KEEP or (only and not entry.startswith(only)):

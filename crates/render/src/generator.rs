@@ -305,6 +305,8 @@ pub(crate) fn absorb(resources: &mut Vec<Resource>, mut generated: Resource) -> 
                 }
             }
             generated.prev_ids = old.prev_ids.clone();
+            generated.ref_var_names = old.ref_var_names.clone();
+            generated.transformations = old.transformations.clone();
             generated.prefixes = old.prefixes.clone();
             generated.suffixes = old.suffixes.clone();
             generated.needs_hash = old.needs_hash && generated.needs_hash;
