@@ -2142,6 +2142,50 @@ configurations:
         case(f"ml-{n:02d}-{app}-{option}", f, render_dir=f"overlays/{option}")
 
 
+def family_yaml_styles(rng):
+    """Resource files written the many ways real repositories write YAML."""
+    snippets = [
+        "  # a comment\n  plain: value # trailing comment\n",
+        "  anchors:\n    base: &b {x: 1, y: two}\n    copy: *b\n    merged:\n      <<: *b\n      y: 3\n",
+        "  flow: {a: [1, 2, {b: c}], 'd': \"e\"}\n",
+        "  seq:\n  - a\n  -   b\n  - - nested\n    - list\n",
+        "  multi: this is a plain\n    scalar over\n\n    two lines\n",
+        "  lit: |2\n      indented by indicator\n    base\n",
+        "  keep: |+\n    kept\n\n  strip: >-\n    folded\n    text\n",
+        "  quoted: 'it''s \"quoted\"'\n  dq: \"tab\\there \\u00e9 \\x41\"\n",
+        "  numbers: [0o17, 0x1F, 017, 1_000, 1e3, -0.0, .5, +12, 12.50, 1e-7, 6.02e23]\n",
+        "  strings: [yes, no, on, off, y, n, True, FALSE, ~, null, Null, '', \"\"]\n",
+        "  times: [2001-12-14, 2001-12-14t21:59:43.10-05:00, 2001-12-14 21:59:43.10 -5, 12:30:00]\n",
+        "  \"quoted key\": 1\n  ? complex\n  : value\n  80: http\n  \"null\": x\n",
+        "  unicode: \"日本語 – emoji 🚀\"\n  escapes: \"line1\\nline2\\r\\n\"\n",
+        "  empty_map: {}\n  empty_list: []\n  empty_value:\n  tilde: ~\n",
+        "  specials: ['@at', '`tick', '%pct', '!bang', '&amp', '*star', '|pipe', '>gt', '- dash', '-', '?', ':', '#hash', 'a: b', 'a #b', ' lead', 'trail ']\n",
+        "  long: \"" + " ".join(["word"] * 40) + "\"\n  longnospace: " + "x" * 120 + "\n",
+        "  json_like: {\"a\": 1, \"b\": [true, false, null], \"c\": {\"d\": \"e\"}}\n",
+        "  bools_as_keys:\n    true: 1\n    no: 2\n",
+        "  script: |\n    #!/bin/sh\n    set -e\n    echo \"$HOME\"  # not a comment\n\n    exit 0\n",
+        "  crlf_like: \"a\\r\\nb\"\n  trailing_spaces: \"a \\nb\"\n",
+        "  nested:\n    deep:\n      deeper:\n        - {k: v}\n        - k2: v2\n          k3: [x]\n",
+        "  big: 12345678901234567890\n  neg: -9223372036854775808\n  float: 3.14159265358979323846\n",
+    ]
+    for n in range(30):
+        chosen = rng.sample(snippets, rng.randint(2, 5))
+        body = "".join(chosen)
+        text = "# leading comment\n---\napiVersion: example.com/v1\nkind: Config\nmetadata:\n  name: c%d\nspec:\n%s" % (n, body)
+        if n % 5 == 0:
+            text = text.replace("\n", "\r\n")
+        if n % 7 == 0:
+            text = "\ufeff" + text
+        if n % 3 == 0:
+            text += "...\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: second}\ndata: {k: v}\n"
+        if n % 4 == 1:
+            text = text.rstrip("\n")
+        k = "resources: [r.yaml]\n"
+        if n % 2 == 0:
+            k += "namePrefix: y-\ncommonLabels:\n  style: s%d\n" % n
+        case(f"yaml-{n:02d}", {"kustomization.yaml": k, "r.yaml": text})
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -2195,6 +2239,7 @@ def main():
     family_mix_bases(rng)
     family_plugin_variants(rng)
     family_ml_platform(rng)
+    family_yaml_styles(rng)
     os.makedirs(CORPUS, exist_ok=True)
     for entry in os.listdir(CORPUS):
         if entry in KEEP or (only and not entry.startswith(only)):

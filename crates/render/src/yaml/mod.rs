@@ -193,6 +193,26 @@ mod tests {
     }
 
     #[test]
+    fn strings_are_styled_like_yaml_v3() {
+        // a value starting with a space states its indentation
+        check("a: \"  x\\ny\\n\"\n", "a: |2\n    x\n  y\n");
+        // characters outside the Basic Multilingual Plane are escaped
+        check("a: \"go 🚀\"\n", "a: \"go \\U0001F680\"\n");
+        // no block for a value ending in a space
+        check("a: \"x\\ny \"\n", "a: \"x\\ny \"\n");
+    }
+
+    #[test]
+    fn non_string_keys_are_refused_in_resources() {
+        for text in ["a:\n  true: 1\n", "80: http\n", "~: x\n"] {
+            let err = parse_documents(text).expect_err(text);
+            assert!(err.message.contains("not a string"), "{err}");
+        }
+        assert!(parse_documents("\"80\": http\n").is_ok());
+        assert!(parse_kustomization("80: http\n").is_ok());
+    }
+
+    #[test]
     fn kustomization_keys_repeat_with_the_last_value() {
         let k = parse_kustomization("a: 1\na: 2\n").expect("parses");
         assert_eq!(k, serde_json::json!({"a": 2}));

@@ -211,6 +211,16 @@ impl Builder {
                     if is_merge_key {
                         *key = Some(MERGE_KEY.to_string());
                     } else {
+                        if !self.yaml11 && !value.is_string() {
+                            // kustomize cannot turn such a mapping into JSON
+                            return Err(YamlError::at(
+                                span,
+                                format!(
+                                    "mapping key {} is not a string (quote it): kustomize cannot convert the mapping to JSON",
+                                    super::write_documents(std::slice::from_ref(&value)).trim_end()
+                                ),
+                            ));
+                        }
                         *key = Some(key_string(value, span)?);
                     }
                 }

@@ -215,7 +215,9 @@ fn printable(c: char) -> bool {
         '\u{85}' => false,
         '\u{a0}'..='\u{d7ff}' => true,
         '\u{e000}'..='\u{fffd}' => c != '\u{feff}',
-        '\u{10000}'..='\u{10ffff}' => true,
+        // yaml.v3 counts no character outside the Basic Multilingual Plane
+        // as printable (they are written escaped)
+        '\u{10000}'..='\u{10ffff}' => false,
         _ => false,
     }
 }
@@ -235,16 +237,19 @@ fn literal_allowed(s: &str) -> bool {
     if s.split('\n').any(|l| l.ends_with(' ') || l.ends_with('\t')) {
         return false;
     }
-    // The first non-empty line fixes the block's indentation: it must not
-    // start with white space.
-    let first = s.split('\n').find(|l| !l.is_empty()).unwrap_or("");
-    !(first.starts_with(' ') || first.starts_with('\t'))
+    // yaml.v3 takes no block for a value ending in a space
+    !s.ends_with(' ')
 }
 
 fn write_literal(s: &str, block_indent: usize, out: &mut String) {
     let body = s.trim_end_matches('\n');
     let trailing = s.len() - body.len();
     out.push('|');
+    // a value starting with white space or a line break states its
+    // indentation, as yaml.v3 writes it
+    if s.starts_with([' ', '\n']) {
+        out.push('2');
+    }
     match trailing {
         0 => out.push('-'),
         1 => {}
