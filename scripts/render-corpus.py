@@ -2184,6 +2184,28 @@ def family_yaml_styles(rng):
         if n % 2 == 0:
             k += "namePrefix: y-\ncommonLabels:\n  style: s%d\n" % n
         case(f"yaml-{n:02d}", {"kustomization.yaml": k, "r.yaml": text})
+    more = [
+        "  a: \"x: " + "long words " * 12 + "\"\n",
+        "  b: '" + "it''s long " * 12 + "'\n",
+        "  c: \"" + "tab\\tsep " * 12 + "\"\n",
+        "  d: \"ends with newline " + "w " * 40 + "\\n\"\n",
+        "  e: |\n    line with trailing space \n    next\n",
+        "  f: \"\\nstarts with newline\\nx\"\n",
+        "  g: \"double  spaces  " + "x  " * 30 + "\"\n",
+        "  h: \"#not a comment\"\n  i: \"- not a list\"\n  j: \"[not, flow]\"\n  k: \"{not: map}\"\n",
+        "  l: \"0755\"\n  m: \"1e3\"\n  n: \"0x1F\"\n  o: \".5\"\n  p: \"+1\"\n  q: \"1_000\"\n  r: \"12:30\"\n",
+        "  s: \"a\\u0000b\"\n  t: \"\\u00a0nbsp\"\n  u: \"\\u2028sep\"\n  v: \"\\x7f\"\n",
+        "  w: |-\n    \n    blank first line\n",
+        "  x: >\n    folded with\n\n    blank and\n      more indented\n    end\n",
+        "  y: \"trailing\\n\\n\\n\"\n  z: \"\\n\\n\"\n",
+        "  key with spaces: 1\n  \"key: colon\": 2\n  'single key': 3\n  -dash: 4\n  \"@at\": 5\n",
+        "  url: https://example.com/path?query=1#frag\n  path: C:\\\\Windows\n  glob: '*.yaml'\n",
+        "  version: 1.10\n  version_str: \"1.10\"\n  octal_str: \"0o17\"\n  inf_str: \".inf\"\n",
+    ]
+    for n in range(20):
+        chosen = rng.sample(more, rng.randint(2, 5))
+        text = "apiVersion: example.com/v1\nkind: Config\nmetadata:\n  name: m%d\nspec:\n%s" % (n, "".join(chosen))
+        case(f"yaml-more-{n:02d}", {"kustomization.yaml": "resources: [r.yaml]\n", "r.yaml": text})
 
 
 # ---------------------------------------------------------------------------

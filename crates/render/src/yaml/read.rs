@@ -120,6 +120,14 @@ impl Builder {
                     owned.pop();
                     text = std::borrow::Cow::Owned(owned);
                 }
+                if !self.yaml11 && text.chars().any(reread_refuses) {
+                    // kustomize passes objects through JSON and reads them
+                    // back as YAML, which refuses these characters
+                    return Err(YamlError::at(
+                        span,
+                        "control characters are not allowed (kustomize cannot read the object back)",
+                    ));
+                }
                 let mut value = resolve_scalar(&text, style, tag.as_deref(), span)?;
                 if self.yaml11 && style == ScalarStyle::Plain && tag.is_none() {
                     match text.as_ref() {
@@ -243,6 +251,12 @@ impl Builder {
         }
         Ok(())
     }
+}
+
+/// Characters a YAML reader refuses that Go's JSON encoding leaves as they
+/// are: DEL, the C1 controls but NEL, and the non-characters U+FFFE, U+FFFF.
+fn reread_refuses(c: char) -> bool {
+    matches!(c, '\u{7f}'..='\u{84}' | '\u{86}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}')
 }
 
 /// yaml.v3 folds a `>` scalar like the YAML spec, except that it keeps one

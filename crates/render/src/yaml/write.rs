@@ -223,7 +223,7 @@ fn printable(c: char) -> bool {
 }
 
 fn literal_allowed(s: &str) -> bool {
-    if !s.contains('\n') || s.trim_matches('\n').is_empty() {
+    if !s.contains('\n') {
         return false;
     }
     // yaml.v3 takes a tab for a special character: no block then
