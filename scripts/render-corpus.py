@@ -2208,6 +2208,77 @@ def family_yaml_styles(rng):
         case(f"yaml-more-{n:02d}", {"kustomization.yaml": "resources: [r.yaml]\n", "r.yaml": text})
 
 
+def family_patches(rng):
+    """Strategic merge directives and list merge keys, JSON patch operations."""
+    target = deployment("web", "nginx:1.25", env_cm="cfg", secret="sec", pvc="data", args=["--a", "--b"], ports=(8080, 9090),
+                        extra_env={"A": "1", "B": "2"})
+    target = target.replace("    spec:\n      containers:", "    spec:\n      tolerations:\n      - key: k1\n        operator: Exists\n      imagePullSecrets:\n      - name: reg1\n      nodeSelector:\n        disk: ssd\n        zone: a\n      containers:", 1)
+    target = target.replace("      volumes:", "      - name: sidecar\n        image: busybox\n        ports:\n        - containerPort: 53\n          protocol: UDP\n        - containerPort: 53\n          protocol: TCP\n      volumes:", 1)
+    smps = [
+        "spec:\n  template:\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.26\n",
+        "spec:\n  template:\n    spec:\n      containers:\n      - name: new\n        image: alpine\n",
+        "spec:\n  template:\n    spec:\n      containers:\n      - name: sidecar\n        $patch: delete\n",
+        "spec:\n  template:\n    spec:\n      containers:\n      - $patch: replace\n      - name: only\n        image: alpine\n",
+        "spec:\n  template:\n    spec:\n      nodeSelector:\n        $patch: replace\n        gpu: \"true\"\n",
+        "spec:\n  template:\n    spec:\n      nodeSelector:\n        zone: null\n",
+        "spec:\n  template:\n    spec:\n      tolerations:\n      - key: k2\n        operator: Exists\n",
+        "spec:\n  template:\n    spec:\n      imagePullSecrets:\n      - name: reg2\n",
+        "spec:\n  template:\n    spec:\n      containers:\n      - name: web\n        env:\n        - name: A\n          value: \"10\"\n        - name: C\n          value: \"3\"\n",
+        "spec:\n  template:\n    spec:\n      containers:\n      - name: web\n        ports:\n        - containerPort: 8080\n          name: http\n        - containerPort: 7070\n",
+        "spec:\n  template:\n    spec:\n      containers:\n      - name: sidecar\n        ports:\n        - containerPort: 53\n          protocol: UDP\n          name: dns\n",
+        "spec:\n  template:\n    spec:\n      containers:\n      - name: web\n        args:\n        - --c\n",
+        "spec:\n  template:\n    spec:\n      volumes:\n      - name: data\n        $patch: delete\n      - name: extra\n        emptyDir: {}\n",
+        "spec:\n  template:\n    spec:\n      $setElementOrder/containers:\n      - name: sidecar\n      - name: web\n      containers:\n      - name: web\n        image: nginx:2\n",
+        "spec:\n  template:\n    spec:\n      containers:\n      - name: web\n        $setElementOrder/env:\n        - name: B\n        - name: A\n",
+        "spec:\n  template:\n    spec:\n      containers:\n      - name: web\n        $deleteFromPrimitiveList/args:\n        - --a\n",
+        "spec:\n  template:\n    spec:\n      $retainKeys:\n      - containers\n      - volumes\n",
+        "spec:\n  strategy:\n    type: Recreate\n    rollingUpdate: null\n",
+        "metadata:\n  labels:\n    $patch: delete\n",
+        "$patch: delete\n",
+    ]
+    jsons = [
+        "- {op: remove, path: /spec/template/spec/containers/1}\n",
+        "- {op: add, path: /spec/template/spec/containers/0/args/1, value: --mid}\n",
+        "- {op: move, from: /spec/template/spec/containers/0/args/0, path: /spec/template/spec/containers/0/args/-}\n",
+        "- {op: copy, from: /spec/template/spec/containers/0/image, path: /metadata/annotations/image}\n",
+        "- {op: test, path: /spec/replicas, value: 1}\n- {op: replace, path: /spec/replicas, value: 3}\n",
+        "- {op: test, path: /spec/replicas, value: 9}\n",
+        "- {op: add, path: /metadata/labels/app.kubernetes.io~1name, value: web}\n",
+        "- {op: replace, path: /spec/template/spec/containers/0/env/0/value, value: \"x\"}\n",
+        "- {op: remove, path: /spec/template/spec/nodeSelector/zone}\n- {op: remove, path: /spec/template/spec/nodeSelector/nothere}\n",
+        "- {op: add, path: /spec/template/spec/containers/9, value: {name: x}}\n",
+        "- op: add\n  path: /spec/template/spec/volumes/-\n  value:\n    name: cfg\n    configMap:\n      name: cfg\n",
+    ]
+    n = 0
+    for i, p in enumerate(smps):
+        head = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n"
+        body = p if not p.startswith("metadata:") else p
+        patch = head + body if not p.startswith("metadata:") else "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n" + p[len("metadata:\n"):]
+        if p.startswith("$patch"):
+            patch = head + p
+        how = ["patches", "patchesStrategicMerge", "inline"][i % 3]
+        f = {"base/d.yaml": target, "base/cfg.yaml": configmap("cfg", {"a": "b"}), "base/kustomization.yaml": kust(resources=["d.yaml", "cfg.yaml"])}
+        if how == "patches":
+            f["overlay/p.yaml"] = patch
+            f["overlay/kustomization.yaml"] = kust(resources=["../base"]) + "patches:\n- path: p.yaml\n"
+        elif how == "patchesStrategicMerge":
+            f["overlay/p.yaml"] = patch
+            f["overlay/kustomization.yaml"] = kust(resources=["../base"], patchesStrategicMerge=["p.yaml"])
+        else:
+            f["overlay/kustomization.yaml"] = kust(resources=["../base"]) + "patches:\n- target:\n    kind: Deployment\n  patch: |-\n" + indent(patch, 4)
+        case(f"patch-{n:02d}-smp-{how}", f, render_dir="overlay")
+        n += 1
+    for i, p in enumerate(jsons):
+        f = {"base/d.yaml": target, "base/cfg.yaml": configmap("cfg", {"a": "b"}), "base/kustomization.yaml": kust(resources=["d.yaml", "cfg.yaml"])}
+        f["overlay/p.yaml"] = p
+        if i % 2:
+            f["overlay/kustomization.yaml"] = kust(resources=["../base"]) + "patchesJson6902:\n- target: {group: apps, version: v1, kind: Deployment, name: web}\n  path: p.yaml\n"
+        else:
+            f["overlay/kustomization.yaml"] = kust(resources=["../base"]) + "patches:\n- target: {kind: Deployment}\n  path: p.yaml\n"
+        case(f"patch-{n:02d}-json", f, render_dir="overlay")
+        n += 1
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -2262,6 +2333,7 @@ def main():
     family_plugin_variants(rng)
     family_ml_platform(rng)
     family_yaml_styles(rng)
+    family_patches(rng)
     os.makedirs(CORPUS, exist_ok=True)
     for entry in os.listdir(CORPUS):
         if entry in KEEP or (only and not entry.startswith(only)):

@@ -899,16 +899,30 @@ impl<'l> Builder<'l> {
                 }
                 res.store_prev_id();
                 let id = res.cur_id();
-                // kustomize's objects always carry annotations while they are
-                // transformed (its own, hidden ones), so a patch may add into
-                // `/metadata/annotations` when the object has none
-                let meta = res.metadata_mut();
-                let added_annotations = !meta.contains_key("annotations");
-                if added_annotations {
-                    meta.insert("annotations".into(), Value::Object(Map::new()));
-                }
+                // kustomize lets `add` and `replace` write into, and `remove`
+                // drop, `/metadata/annotations` of an object without
+                // annotations (as if it had some: its own, hidden ones)
+                let mut added_annotations = false;
                 let mut doc = Value::Object(std::mem::take(&mut res.obj));
-                let outcome = patch::json_patch(&mut doc, &ops);
+                let mut outcome = Ok(());
+                for op in &ops {
+                    let touches = match op.op.as_str() {
+                        "add" | "replace" => op.path.starts_with("/metadata/annotations/"),
+                        "remove" => op.path == "/metadata/annotations",
+                        _ => false,
+                    };
+                    if touches
+                        && let Some(Value::Object(meta)) = doc.get_mut("metadata")
+                        && !meta.contains_key("annotations")
+                    {
+                        meta.insert("annotations".into(), Value::Object(Map::new()));
+                        added_annotations = true;
+                    }
+                    outcome = patch::json_patch(&mut doc, std::slice::from_ref(op));
+                    if outcome.is_err() {
+                        break;
+                    }
+                }
                 if added_annotations
                     && let Some(Value::Object(meta)) = doc.get_mut("metadata")
                     && meta
