@@ -2279,6 +2279,50 @@ def family_patches(rng):
         n += 1
 
 
+def family_namespaces(rng):
+    """Several namespaces in one build: name references across and within
+    namespaces, cluster-scoped kinds, bindings to service accounts elsewhere."""
+    for n in range(24):
+        f = {}
+        teams = ["alpha", "beta"]
+        for t in teams:
+            res = [
+                f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {t}\n",
+                service_account("runner").replace("name: runner", f"name: runner\n  namespace: {t}"),
+                configmap("settings", {"team": t}).replace("name: settings", f"name: settings\n  namespace: {t}"),
+                deployment("app", "nginx", env_cm="settings", sa="runner").replace("  name: app\n", f"  name: app\n  namespace: {t}\n", 1),
+                binding("RoleBinding", "runner", "ClusterRole", "shared-reader", "runner", t).replace("name: runner\nroleRef", f"name: runner\n  namespace: {t}\nroleRef"),
+            ]
+            f[f"teams/{t}/r.yaml"] = docs(*res)
+            k = kust(resources=["r.yaml"])
+            if n % 3 == 0:
+                k += f"configMapGenerator:\n- name: generated\n  namespace: {t}\n  literals: [TEAM={t}]\n"
+            if n % 4 == 1:
+                k += f"nameSuffix: -{t}\n"
+            f[f"teams/{t}/kustomization.yaml"] = k
+        f["cluster/r.yaml"] = docs(cluster_role("shared-reader"),
+                                   binding("ClusterRoleBinding", "readers", "ClusterRole", "shared-reader", "runner", "alpha").replace("- kind: ServiceAccount\n  name: runner\n  namespace: alpha\n", "- kind: ServiceAccount\n  name: runner\n  namespace: alpha\n- kind: ServiceAccount\n  name: runner\n  namespace: beta\n"),
+                                   "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: fast\nprovisioner: example.com/fast\n",
+                                   "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata:\n  name: critical\nvalue: 100\n")
+        f["cluster/kustomization.yaml"] = kust(resources=["r.yaml"])
+        k = kust(resources=["../teams/alpha", "../teams/beta", "../cluster"])
+        feats = [f"namePrefix: org{n}-\n", "commonLabels:\n  org: o\n", "namespace: forced\n",
+                 "replacements:\n- source: {kind: ConfigMap, name: settings, namespace: beta, fieldPath: data.team}\n  targets:\n  - select: {kind: Deployment, namespace: alpha}\n    fieldPaths: [metadata.annotations.peer]\n    options: {create: true}\n",
+                 "patches:\n- target: {kind: Deployment, namespace: beta}\n  patch: |-\n    - op: add\n      path: /spec/template/spec/priorityClassName\n      value: critical\n",
+                 "patches:\n- target: {kind: RoleBinding}\n  patch: |-\n    - op: add\n      path: /subjects/-\n      value: {kind: ServiceAccount, name: runner, namespace: alpha}\n"]
+        chosen = sorted(rng.sample(range(len(feats)), rng.randint(1, 3)))
+        patches = []
+        for c in chosen:
+            if feats[c].startswith("patches:"):
+                patches.append(feats[c][len("patches:\n"):])
+            else:
+                k += feats[c]
+        if patches:
+            k += "patches:\n" + "".join(patches)
+        f["org/kustomization.yaml"] = k
+        case(f"ns-{n:02d}", f, render_dir="org")
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -2334,6 +2378,7 @@ def main():
     family_ml_platform(rng)
     family_yaml_styles(rng)
     family_patches(rng)
+    family_namespaces(rng)
     os.makedirs(CORPUS, exist_ok=True)
     for entry in os.listdir(CORPUS):
         if entry in KEEP or (only and not entry.startswith(only)):
