@@ -16,7 +16,7 @@ use crate::generator::{self, GeneratedKind, GeneratorInput, Source};
 use crate::kustomization::{Kustomization, PatchSpec, Replacement, ReplacementEntry, Var};
 use crate::load::{Loader, Target};
 use crate::patch;
-use crate::resource::{self, IdKey, Resource};
+use crate::resource::{self, Resource};
 use crate::schema;
 use crate::select::Matcher;
 use crate::transform;
@@ -144,22 +144,48 @@ pub(crate) fn parse_resources(text: &str, path: &Path) -> Result<Vec<Resource>, 
 }
 
 /// Appends resources, refusing a second resource with an id already present.
+/// A hash of a resource's id as `ResId::key` compares it, computed from
+/// borrowed text (no allocation): equal keys hash the same.
+fn id_hash(res: &Resource) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let api_version = res.api_version();
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let kind = res.kind();
+    let namespace = res.namespace();
+    let effective = if crate::schema::is_cluster_scoped(group, version, kind) {
+        "~cluster"
+    } else if namespace.is_empty() {
+        "default"
+    } else {
+        &namespace
+    };
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (group, version, kind, &*res.name(), effective).hash(&mut h);
+    h.finish()
+}
+
+/// Appends resources, refusing a second resource with an id already
+/// present (`seen` holds the id hashes of `ra`; a hash seen before is
+/// checked against the resources themselves).
 fn append_all(
     ra: &mut Vec<Resource>,
-    seen: &mut HashSet<IdKey>,
+    seen: &mut HashSet<u64>,
     more: Vec<Resource>,
     file: &Path,
 ) -> Result<(), RenderError> {
     for res in more {
-        let id = res.cur_id();
-        if !seen.insert(id.key()) {
-            return Err(RenderError::Conflict {
-                file: file.to_path_buf(),
-                message: format!(
-                    "may not add resource with an already registered id: {id} (from {})",
-                    res.origin.display()
-                ),
-            });
+        if !seen.insert(id_hash(&res)) {
+            let id = res.cur_id();
+            let key = id.key();
+            if ra.iter().any(|r| r.cur_id().key() == key) {
+                return Err(RenderError::Conflict {
+                    file: file.to_path_buf(),
+                    message: format!(
+                        "may not add resource with an already registered id: {id} (from {})",
+                        res.origin.display()
+                    ),
+                });
+            }
         }
         ra.push(res);
     }
@@ -363,7 +389,7 @@ impl<'l> Builder<'l> {
             .map(|e| ("resources", e))
             .chain(k.bases.iter().flatten().map(|e| ("bases", e)))
             .collect();
-        let mut seen: HashSet<IdKey> = acc.resources.iter().map(|r| r.cur_id().key()).collect();
+        let mut seen: HashSet<u64> = acc.resources.iter().map(id_hash).collect();
         let meta_err = |field: &str, message: String| RenderError::Transform {
             file: kfile.clone(),
             field: field.to_string(),

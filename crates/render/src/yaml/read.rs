@@ -120,7 +120,10 @@ impl Builder {
                     owned.pop();
                     text = std::borrow::Cow::Owned(owned);
                 }
-                if !self.yaml11 && text.chars().any(reread_refuses) {
+                if !self.yaml11
+                    && text.bytes().any(|b| matches!(b, 0x7f | 0xc2 | 0xef))
+                    && text.chars().any(reread_refuses)
+                {
                     // kustomize passes objects through JSON and reads them
                     // back as YAML, which refuses these characters
                     return Err(YamlError::at(
