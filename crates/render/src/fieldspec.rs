@@ -30,6 +30,17 @@ impl FieldSpec {
         gvk.is_selected_by(&self.gvk)
     }
 
+    /// [`FieldSpec::selects`] for a resource's current kind, without
+    /// building its [`Gvk`].
+    pub fn selects_resource(&self, res: &Resource) -> bool {
+        let api_version = res.api_version();
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let g = &self.gvk;
+        (g.group.is_empty() || g.group == group)
+            && (g.version.is_empty() || g.version == version)
+            && (g.kind.is_empty() || g.kind == res.kind())
+    }
+
     /// Calls `f` on every node this spec reaches in `res` (when it selects
     /// the resource's kind).
     pub fn apply<E>(
@@ -37,7 +48,7 @@ impl FieldSpec {
         res: &mut Resource,
         f: &mut dyn FnMut(&mut Value) -> Result<(), E>,
     ) -> Result<(), E> {
-        if !self.selects(&res.gvk()) {
+        if !self.selects_resource(res) {
             return Ok(());
         }
         let mut root = Value::Object(std::mem::take(&mut res.obj));

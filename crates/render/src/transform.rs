@@ -175,9 +175,8 @@ pub(crate) fn add_map_entries(
         return Ok(());
     }
     for res in resources.iter_mut() {
-        let id = res.cur_id();
         for spec in specs {
-            spec.apply(res, &mut |node: &mut Value| -> Result<(), String> {
+            spec.apply(res, &mut |node: &mut Value| -> Result<(), ()> {
                 if node.is_null() {
                     *node = Value::Object(Map::new());
                 }
@@ -188,8 +187,15 @@ pub(crate) fn add_map_entries(
                         }
                         Ok(())
                     }
-                    _ => Err(format!("{id}: field {} is not a map", spec.path.join("/"))),
+                    _ => Err(()),
                 }
+            })
+            .map_err(|()| {
+                format!(
+                    "{}: field {} is not a map",
+                    res.cur_id(),
+                    spec.path.join("/")
+                )
             })?;
         }
     }
