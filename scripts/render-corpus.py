@@ -2323,6 +2323,57 @@ def family_namespaces(rng):
         case(f"ns-{n:02d}", f, render_dir="org")
 
 
+def family_generators(rng):
+    """ConfigMap and Secret generators in depth: file keys, env files, binary
+    data, options per generator and kustomization-wide, merges over levels."""
+    envs = ["A=1\nB=two words\n", "# c\n\nKEY=value=with=equals\nEMPTY=\n", "QUOTED=\"q\"\nSINGLE='s'\n  LEADING=space\n", "export X=1\n", "UTF8=héllo\nTAB=a\tb\n"]
+    for n in range(24):
+        f = {}
+        gen = []
+        opts = []
+        if n % 2 == 0:
+            f["base/app.env"] = envs[n % len(envs)]
+            gen.append("  envs:\n  - app.env\n")
+        if n % 3 == 0:
+            f["base/config.json"] = '{"a": 1}\n'
+            f["base/script.sh"] = "#!/bin/sh\necho hi\n"
+            gen.append("  files:\n  - config.json\n  - run=script.sh\n")
+        if n % 4 == 1:
+            f["base/blob.bin"] = "\x00\x01binary\xff"
+            gen.append("  files:\n  - blob.bin\n")
+        if not gen or n % 5 == 0:
+            gen.append("  literals:\n  - LIT=1\n  - 'SPACE=a b'\n  - MULTI=line1\\nline2\n")
+        if n % 3 == 1:
+            opts.append("  options:\n    labels:\n      gen: \"yes\"\n    annotations:\n      note: from-options\n")
+        if n % 6 == 2:
+            opts.append("  options:\n    disableNameSuffixHash: true\n    immutable: true\n")
+        body = "".join(g for g in gen if not g.startswith("  files:")) + "".join(g for g in gen if g.startswith("  files:"))[:0]
+        files_entries = [g for g in gen if g.startswith("  files:")]
+        files_merged = ""
+        if files_entries:
+            items = "".join(line + "\n" for g in files_entries for line in g.splitlines()[1:])
+            files_merged = "  files:\n" + items
+        k = "configMapGenerator:\n- name: app\n" + body + files_merged + "".join(opts[:1])
+        k += "secretGenerator:\n- name: creds\n  literals:\n  - user=admin\n  - password=p@ss\n"
+        if n % 4 == 3:
+            f["base/tls.crt"] = "CERT\n"
+            k += "- name: tls\n  type: kubernetes.io/tls\n  files:\n  - tls.crt\n  - tls.key=tls.crt\n"
+        if n % 5 == 1:
+            k += "generatorOptions:\n  labels:\n    global: g\n  disableNameSuffixHash: %s\n" % str(n % 2 == 0).lower()
+        f["base/kustomization.yaml"] = k
+        f["base/d.yaml"] = deployment("web", "nginx", env_cm="app", secret="creds")
+        f["base/kustomization.yaml"] = kust(resources=["d.yaml"]) + f["base/kustomization.yaml"]
+        ok = kust(resources=["../base"])
+        if n % 2 == 1:
+            ok += "configMapGenerator:\n- name: app\n  behavior: merge\n  literals:\n  - OVERLAY=1\n  options:\n    labels:\n      overlay: o\n"
+        if n % 3 == 2:
+            ok += "secretGenerator:\n- name: creds\n  behavior: replace\n  literals:\n  - token=t\n"
+        if n % 4 == 0:
+            ok += "namePrefix: g-\nnamespace: gen\n"
+        f["overlay/kustomization.yaml"] = ok
+        case(f"gen-{n:02d}", f, render_dir="overlay")
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -2379,6 +2430,7 @@ def main():
     family_yaml_styles(rng)
     family_patches(rng)
     family_namespaces(rng)
+    family_generators(rng)
     os.makedirs(CORPUS, exist_ok=True)
     for entry in os.listdir(CORPUS):
         if entry in KEEP or (only and not entry.startswith(only)):

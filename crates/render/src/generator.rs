@@ -77,12 +77,6 @@ fn unquote(value: &str) -> &str {
     value
 }
 
-fn is_env_var_name(key: &str) -> bool {
-    let mut chars = key.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == '-' || c == '.')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
-}
-
 /// Reads the key/value pairs of an env file.
 fn env_pairs(file: &str, text: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -98,11 +92,9 @@ fn env_pairs(file: &str, text: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
                 n + 1
             ));
         };
-        if !is_env_var_name(key) {
-            return Err(format!(
-                "env file {file} line {}: {key:?} is not a valid environment variable name",
-                n + 1
-            ));
+        // kustomize takes any key as it is, and skips an empty one
+        if key.is_empty() {
+            continue;
         }
         out.push((key.to_string(), value.as_bytes().to_vec()));
     }
