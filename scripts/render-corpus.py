@@ -2374,6 +2374,46 @@ def family_generators(rng):
         case(f"gen-{n:02d}", f, render_dir="overlay")
 
 
+def family_replacements(rng):
+    """Replacements: selections, rejections, delimiters, creation, wildcards."""
+    src = docs(configmap("env", {"host": "db.prod.svc", "port": '"5432"', "list": "a,b,c", "dotted.key": "v"}),
+               service("web"), deployment("web", "nginx:1.25", extra_env={"HOST": "x", "PORT": "0"}, args=["--host=old", "--port=1"]),
+               deployment("worker", "busybox", extra_env={"HOST": "x"}).replace("app: worker", "app: worker\n    role: batch", 1),
+               "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\nspec:\n  endpoints:\n  - name: a\n    url: http://old\n  - name: b\n    url: http://old\n")
+    reps = [
+        "- source: {kind: ConfigMap, name: env, fieldPath: data.host}\n  targets:\n  - select: {kind: Deployment}\n    fieldPaths: [\"spec.template.spec.containers.*.env.[name=HOST].value\"]\n",
+        "- source: {kind: ConfigMap, name: env, fieldPath: data.port}\n  targets:\n  - select: {kind: Deployment, name: web}\n    fieldPaths: [spec.template.spec.containers.0.env.[name=PORT].value]\n",
+        "- source: {kind: ConfigMap, name: env, fieldPath: data.host}\n  targets:\n  - select: {kind: Deployment}\n    reject: [{name: worker}]\n    fieldPaths: [spec.template.spec.containers.0.args.0]\n    options: {delimiter: '=', index: 1}\n",
+        "- source: {kind: ConfigMap, name: env, fieldPath: data.list, options: {delimiter: ',', index: 1}}\n  targets:\n  - select: {kind: Service}\n    fieldPaths: [metadata.annotations.second]\n    options: {create: true}\n",
+        "- source: {kind: Service, name: web, fieldPath: spec.ports.0.port}\n  targets:\n  - select: {kind: Deployment, name: web}\n    fieldPaths: [spec.template.spec.containers.0.ports.0.containerPort]\n",
+        "- source: {kind: ConfigMap, name: env, fieldPath: data.host}\n  targets:\n  - select: {kind: Widget}\n    fieldPaths: [\"spec.endpoints.*.url\"]\n    options: {delimiter: '/', index: 2}\n",
+        "- source: {kind: ConfigMap, name: env, fieldPath: data.host}\n  targets:\n  - select: {kind: Widget}\n    fieldPaths: [spec.endpoints.[name=b].url]\n    options: {delimiter: '/', index: 5}\n",
+        "- source: {kind: ConfigMap, name: env, fieldPath: data.host}\n  targets:\n  - select: {kind: Widget}\n    fieldPaths: [spec.new.deep.field]\n    options: {create: true}\n",
+        "- source: {kind: ConfigMap, name: env, fieldPath: data.host}\n  targets:\n  - select: {kind: Widget}\n    fieldPaths: [spec.missing.field]\n",
+        "- source: {kind: ConfigMap, name: env, fieldPath: data.nothere}\n  targets:\n  - select: {kind: Widget}\n    fieldPaths: [spec.x]\n    options: {create: true}\n",
+        "- source: {kind: ConfigMap, name: env}\n  targets:\n  - select: {kind: Deployment, labelSelector: role=batch}\n    fieldPaths: [metadata.annotations.config]\n    options: {create: true}\n",
+        "- source: {kind: ConfigMap, name: env, fieldPath: metadata.name}\n  targets:\n  - select: {kind: Deployment}\n    fieldPaths: [spec.template.spec.containers.0.envFrom.0.configMapRef.name]\n    options: {create: true}\n",
+        "- source: {kind: ConfigMap, name: env, fieldPath: data.dotted\\.key}\n  targets:\n  - select: {kind: Service}\n    fieldPaths: [metadata.labels.from]\n    options: {create: true}\n",
+        "- source: {kind: Deployment, name: web, fieldPath: spec.template.spec.containers.0.image, options: {delimiter: ':', index: 1}}\n  targets:\n  - select: {kind: Deployment, name: worker}\n    fieldPaths: [spec.template.spec.containers.0.image]\n    options: {delimiter: ':', index: 1}\n",
+        "- source: {kind: ConfigMap, name: env, fieldPath: data.host}\n  targets:\n  - select: {kind: Deployment}\n    fieldPaths: [spec.template.spec.containers.0.args.1]\n    options: {delimiter: '=', index: -1}\n",
+        "- source: {kind: ConfigMap, name: env, fieldPath: data}\n  targets:\n  - select: {kind: Widget}\n    fieldPaths: [spec.copied]\n    options: {create: true}\n",
+    ]
+    n = 0
+    for i, r in enumerate(reps):
+        for how in ("inline", "file"):
+            f = {"base/r.yaml": src, "base/kustomization.yaml": kust(resources=["r.yaml"])}
+            if how == "inline":
+                k = kust(resources=["../base"]) + "replacements:\n" + r
+            else:
+                f["overlay/repl.yaml"] = r
+                k = kust(resources=["../base"]) + "replacements:\n- path: repl.yaml\n"
+            if i % 3 == 0:
+                k += "namePrefix: r-\n"
+            f["overlay/kustomization.yaml"] = k
+            case(f"repl-{n:02d}-{how}", f, render_dir="overlay")
+            n += 1
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -2431,6 +2471,7 @@ def main():
     family_patches(rng)
     family_namespaces(rng)
     family_generators(rng)
+    family_replacements(rng)
     os.makedirs(CORPUS, exist_ok=True)
     for entry in os.listdir(CORPUS):
         if entry in KEEP or (only and not entry.startswith(only)):

@@ -118,7 +118,8 @@ fn visit(
     };
     if node.is_null() && create {
         *node = match first {
-            Seg::Field(_) => Value::Object(Map::new()),
+            // a number creates a list, as kustomize's path creation does
+            Seg::Field(name) if name.parse::<usize>().is_err() => Value::Object(Map::new()),
             _ => Value::Array(Vec::new()),
         };
     }
@@ -138,10 +139,15 @@ fn visit(
             Ok(n)
         }
         (Seg::Field(name), Value::Array(items)) => match name.parse::<usize>() {
-            Ok(i) => match items.get_mut(i) {
-                Some(child) => visit(child, rest, create, f),
-                None => Ok(0),
-            },
+            Ok(i) => {
+                if create && i == items.len() {
+                    items.push(Value::Null);
+                }
+                match items.get_mut(i) {
+                    Some(child) => visit(child, rest, create, f),
+                    None => Ok(0),
+                }
+            }
             Err(_) => Ok(0),
         },
         (Seg::Index(i), Value::Array(items)) => match items.get_mut(*i) {
