@@ -2414,6 +2414,47 @@ def family_replacements(rng):
             n += 1
 
 
+def family_components_deep(rng):
+    """Components that include components, carry resources, generators,
+    replacements and configurations, used from bases and overlays."""
+    comp_texts = {
+        "with-resources": ("resources: [extra.yaml]\n", {"extra.yaml": configmap("extra", {"k": "v"})}),
+        "nested": ("components: [../leaf]\ncommonAnnotations:\n  nested: \"yes\"\n", {}),
+        "gen-merge": ("configMapGenerator:\n- name: settings\n  behavior: merge\n  literals: [FROM_COMPONENT=1]\n", {}),
+        "gen-new": ("secretGenerator:\n- name: comp-secret\n  literals: [s=1]\n", {}),
+        "replace": ("replacements:\n- source: {kind: ConfigMap, name: settings, fieldPath: metadata.name}\n  targets:\n  - select: {kind: Deployment}\n    fieldPaths: [metadata.annotations.settings]\n    options: {create: true}\n", {}),
+        "config": ("configurations: [conf.yaml]\n", {"conf.yaml": "nameReference:\n- kind: ConfigMap\n  version: v1\n  fieldSpecs:\n  - kind: Widget\n    path: spec/configName\n"}),
+        "prefix": ("namePrefix: c-\n", {}),
+        "delete": ("patches:\n- patch: |-\n    $patch: delete\n    apiVersion: example.com/v1\n    kind: Widget\n    metadata:\n      name: w\n", {}),
+        "images": ("images:\n- name: nginx\n  newTag: \"1.27\"\n", {}),
+    }
+    leaf = "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\nlabels:\n- pairs: {leaf: \"true\"}\n"
+    names = list(comp_texts)
+    for n in range(24):
+        f = {"base/d.yaml": deployment("web", "nginx:1.25", env_cm="settings"),
+             "base/w.yaml": "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\nspec:\n  configName: settings\n",
+             "base/kustomization.yaml": kust(resources=["d.yaml", "w.yaml"]) + "configMapGenerator:\n- name: settings\n  literals: [A=1]\n",
+             "components/leaf/kustomization.yaml": leaf}
+        chosen = rng.sample(names, rng.randint(1, 4))
+        for c in names:
+            text, files = comp_texts[c]
+            f[f"components/{c}/kustomization.yaml"] = "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n" + text
+            for fn, t in files.items():
+                f[f"components/{c}/{fn}"] = t
+        where = n % 3
+        comps = [f"../components/{c}" for c in chosen]
+        if where == 0:
+            f["base/kustomization.yaml"] += "components:\n" + "".join(f"- {c}\n" for c in comps)
+            f["overlay/kustomization.yaml"] = kust(resources=["../base"], namePrefix="o-")
+        elif where == 1:
+            f["overlay/kustomization.yaml"] = kust(resources=["../base"], components=comps)
+        else:
+            half = len(comps) // 2
+            f["base/kustomization.yaml"] += "components:\n" + "".join(f"- {c}\n" for c in comps[:half]) if half else ""
+            f["overlay/kustomization.yaml"] = kust(resources=["../base"], components=comps[half:], namespace="comp")
+        case(f"compd-{n:02d}-{'-'.join(chosen)}", f, render_dir="overlay")
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -2472,6 +2513,7 @@ def main():
     family_namespaces(rng)
     family_generators(rng)
     family_replacements(rng)
+    family_components_deep(rng)
     os.makedirs(CORPUS, exist_ok=True)
     for entry in os.listdir(CORPUS):
         if entry in KEEP or (only and not entry.startswith(only)):
