@@ -3,14 +3,18 @@
 # processes, on the same inputs, in the same run.
 #
 #   scripts/bench-render.sh            # default: 5 runs, 300 generated apps
-#   RUNS=10 APPS=500 scripts/bench-render.sh
+#   RUNS=10 APPS=500 MB=20 scripts/bench-render.sh
 #
 # (a) this repository's own desired state: overlays/<cloud> and
 #     gitops/clusters/<name> (one process per directory);
 # (b) a generated tree of APPS apps (a Deployment, Service, ConfigMap and
 #     PVC each) under a cloud overlay with selector-targeted patches and a
 #     prod overlay with a prefix, labels, images, replicas, generators,
-#     strategic merge and JSON 6902 patches.
+#     strategic merge and JSON 6902 patches (300 apps: 1,202 objects);
+# (c) an install manifest set of about MB megabytes (default 10; CRDs with
+#     large schemas and long descriptions, RBAC, controllers, config maps,
+#     the shape of a GitOps tool's or an operator's install.yaml) under an
+#     overlay with a namespace, a prefix, labels, images and patches.
 #
 # For each it prints the median wall time and the peak resident memory of
 # both tools, the speed-up and whether both printed the same YAML. This is a
@@ -20,6 +24,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 runs="${RUNS:-5}"
 apps="${APPS:-300}"
+megabytes="${MB:-10}"
 
 for tool in kubectl python3 cargo; do
   if ! command -v "$tool" >/dev/null 2>&1; then
@@ -217,6 +222,145 @@ patches:
 PY
 
 # ---------------------------------------------------------------------------
+# The install manifest set.
+python3 - "$work/install" "$megabytes" <<'PY'
+import os, random, sys
+root, megabytes = sys.argv[1], float(sys.argv[2])
+target = int(megabytes * 1_000_000)
+rng = random.Random(7)
+os.makedirs(f"{root}/upstream", exist_ok=True)
+os.makedirs(f"{root}/overlay", exist_ok=True)
+words = ("the of resource field value name spec status list map type string integer "
+         "boolean object array selector label annotation condition reason message").split()
+
+def desc(n):
+    return " ".join(rng.choice(words) for _ in range(n))
+
+def props(depth, width, ind):
+    out, pad = [], " " * ind
+    for i in range(width):
+        name = f"{rng.choice(words)}{i}{rng.choice(['Ref', 'Spec', 'Count', 'Name', 'Policy', ''])}"
+        out.append(f"{pad}{name}:\n{pad}  description: {desc(rng.randint(5, 30))}\n")
+        if depth > 0 and rng.random() < 0.5:
+            out.append(f"{pad}  type: object\n{pad}  properties:\n" + props(depth - 1, rng.randint(2, 6), ind + 4))
+        elif rng.random() < 0.3:
+            out.append(f"{pad}  type: array\n{pad}  items:\n{pad}    type: string\n")
+        else:
+            out.append(f"{pad}  type: {rng.choice(['string', 'integer', 'boolean'])}\n")
+            if rng.random() < 0.3:
+                out.append(f"{pad}  enum:\n" + "".join(f"{pad}  - {w}\n" for w in rng.sample(words, 3)))
+    return "".join(out)
+
+docs, size, i = ["apiVersion: v1\nkind: Namespace\nmetadata:\n  name: platform\n"], 0, 0
+while size < target * 0.97:
+    kind = f"Thing{i}"
+    d = f"""apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: thing{i}s.platform.example.com
+  labels:
+    app.kubernetes.io/part-of: platform
+spec:
+  group: platform.example.com
+  names:
+    kind: {kind}
+    listKind: {kind}List
+    plural: thing{i}s
+    singular: thing{i}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {{}}
+    schema:
+      openAPIV3Schema:
+        description: {desc(20)}
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+{props(3, 8, 14)}"""
+    docs.append(d)
+    size += len(d)
+    i += 1
+for c in range(40):
+    n = f"platform-{c}"
+    docs.append(f"apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {n}\n  namespace: platform\n")
+    docs.append(f"apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {n}\nrules:\n- apiGroups: ['*']\n  resources: ['*']\n  verbs: [get, list, watch]\n")
+    docs.append(f"apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: {n}\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: {n}\nsubjects:\n- kind: ServiceAccount\n  name: {n}\n  namespace: platform\n")
+    docs.append(f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {n}-config\n  namespace: platform\ndata:\n  config.yaml: |\n" + "".join(f"    key{j}: {desc(6)}\n" for j in range(40)))
+    docs.append(f"""apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {n}
+  namespace: platform
+  labels:
+    app.kubernetes.io/name: {n}
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: {n}
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: {n}
+    spec:
+      serviceAccountName: {n}
+      containers:
+      - name: controller
+        image: ghcr.io/example/platform-{c}:v1.2.3
+        args: [--leader-elect, --metrics-bind-address=:8080]
+        volumeMounts:
+        - name: config
+          mountPath: /etc/config
+        resources:
+          requests: {{cpu: 100m, memory: 128Mi}}
+      volumes:
+      - name: config
+        configMap:
+          name: {n}-config
+""")
+    docs.append(f"apiVersion: v1\nkind: Service\nmetadata:\n  name: {n}\n  namespace: platform\nspec:\n  selector:\n    app.kubernetes.io/name: {n}\n  ports:\n  - port: 8080\n")
+with open(f"{root}/upstream/install.yaml", "w") as f:
+    f.write("---\n".join(docs))
+with open(f"{root}/upstream/kustomization.yaml", "w") as f:
+    f.write("resources:\n- install.yaml\n")
+with open(f"{root}/overlay/kustomization.yaml", "w") as f:
+    f.write("""resources:
+- ../upstream
+namespace: platform-prod
+namePrefix: prod-
+labels:
+- pairs:
+    env: prod
+  includeSelectors: false
+images:
+- name: ghcr.io/example/platform-0
+  newTag: v1.2.4
+patches:
+- target:
+    kind: Deployment
+  patch: |-
+    - op: replace
+      path: /spec/replicas
+      value: 2
+- target:
+    kind: CustomResourceDefinition
+  patch: |-
+    apiVersion: apiextensions.k8s.io/v1
+    kind: CustomResourceDefinition
+    metadata:
+      name: any
+      annotations:
+        cert-manager.io/inject-ca-from: platform-prod/prod-serving-cert
+""")
+PY
+
+# ---------------------------------------------------------------------------
 # Measuring: wall time and peak RSS of each process, through wait4.
 python3 - "$bin" "$runs" "$work" "$repo" <<'PY'
 import os, statistics, subprocess, sys, time
@@ -268,4 +412,6 @@ print(f"kubectl: {subprocess.run(['kubectl', 'version', '--client'], capture_out
 if own:
     bench("(a) this repository's overlays", own)
 bench("(b) generated tree (prod overlay)", [os.path.join(work, "tree", "prod")])
+size = os.path.getsize(os.path.join(work, "install", "upstream", "install.yaml"))
+bench(f"(c) install manifest set ({size / 1e6:.1f} MB)", [os.path.join(work, "install", "overlay")])
 PY

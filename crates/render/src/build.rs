@@ -2,19 +2,21 @@
 //! the transformers in kustomize's order. File access goes through
 //! [`Loader`]; everything else is the pure modules.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use crate::config::TransformerConfig;
 use crate::error::RenderError;
-use crate::fieldspec::{self, FieldSpec};
+use crate::fieldspec::FieldSpec;
 use crate::generator::{self, GeneratedKind, GeneratorInput, Source};
-use crate::kustomization::{Kustomization, PatchSpec, Replacement, ReplacementEntry};
+use crate::kustomization::{Kustomization, PatchSpec, Replacement, ReplacementEntry, Var};
 use crate::load::{Loader, Target};
 use crate::patch;
-use crate::resource::{self, IdKey, Resource};
+use crate::resource::{self, Resource};
 use crate::schema;
 use crate::select::Matcher;
 use crate::transform;
@@ -23,6 +25,13 @@ use crate::yaml;
 /// The result of accumulating the top-level kustomization.
 pub(crate) struct Accumulated {
     pub resources: Vec<Resource>,
+    /// The transformer configuration of the whole tree.
+    pub config: TransformerConfig,
+    /// The vars declared anywhere in the tree.
+    pub vars: Vec<Var>,
+    /// `buildMetadata` of the top-level kustomization (the only one that
+    /// counts).
+    pub build_metadata: Vec<String>,
     /// `sortOptions.order` of the top-level kustomization ("" = legacy).
     pub order: String,
     pub order_first: Option<Vec<String>>,
@@ -31,9 +40,39 @@ pub(crate) struct Accumulated {
 
 /// Walks kustomizations depth first.
 pub(crate) struct Builder<'l> {
-    loader: &'l Loader,
+    pub(crate) loader: &'l Loader,
     /// The kustomization roots being accumulated, outermost first.
     roots: Vec<PathBuf>,
+    /// kustomize's default transformer configuration, built once.
+    defaults: TransformerConfig,
+    /// Whether the top-level kustomization asks for the transformations
+    /// annotation.
+    record_transformations: bool,
+}
+
+/// What accumulating a kustomization yields: its resources, the field specs
+/// its `configurations` (and those of what it includes) add to the
+/// defaults, and its vars.
+#[derive(Default)]
+pub(crate) struct Acc {
+    pub resources: Vec<Resource>,
+    pub config: TransformerConfig,
+    pub vars: Vec<Var>,
+}
+
+impl Acc {
+    /// Takes in a sub-kustomization's configuration and vars (its resources
+    /// are appended separately).
+    fn merge_meta(&mut self, config: &TransformerConfig, vars: Vec<Var>) -> Result<(), String> {
+        self.config.merge(config)?;
+        for v in vars {
+            if self.vars.iter().any(|mine| mine.name == v.name) {
+                return Err(format!("var '{}' already encountered", v.name));
+            }
+            self.vars.push(v);
+        }
+        Ok(())
+    }
 }
 
 fn yaml_error(path: &Path, source: yaml::YamlError) -> RenderError {
@@ -66,9 +105,13 @@ pub(crate) fn parse_resources(text: &str, path: &Path) -> Result<Vec<Resource>, 
             }
         };
         let kind = map.get("kind").and_then(Value::as_str).unwrap_or("");
+        let mut unnamed_ok = false;
         if kind.ends_with("List") {
             match map.get("items") {
-                None | Some(Value::Null) => continue,
+                // a kind that merely ends in "List" (kustomize keeps it,
+                // named or not)
+                None => unnamed_ok = true,
+                Some(Value::Null) => continue,
                 Some(Value::Array(items)) => {
                     queue.extend(items.iter().cloned());
                     continue;
@@ -78,6 +121,10 @@ pub(crate) fn parse_resources(text: &str, path: &Path) -> Result<Vec<Resource>, 
                 }
             }
         }
+        let mut map = map;
+        if unnamed_ok && !map.contains_key("metadata") {
+            map.insert("metadata".into(), Value::Object(Map::new()));
+        }
         let res = Resource::new(map, origin.clone());
         if res.kind().is_empty() {
             return Err(invalid(format!(
@@ -85,7 +132,7 @@ pub(crate) fn parse_resources(text: &str, path: &Path) -> Result<Vec<Resource>, 
                 res.name()
             )));
         }
-        if res.name().is_empty() {
+        if res.name().is_empty() && !unnamed_ok {
             return Err(invalid(format!(
                 "missing metadata.name in object of kind {}",
                 res.kind()
@@ -97,22 +144,48 @@ pub(crate) fn parse_resources(text: &str, path: &Path) -> Result<Vec<Resource>, 
 }
 
 /// Appends resources, refusing a second resource with an id already present.
+/// A hash of a resource's id as `ResId::key` compares it, computed from
+/// borrowed text (no allocation): equal keys hash the same.
+fn id_hash(res: &Resource) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let api_version = res.api_version();
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let kind = res.kind();
+    let namespace = res.namespace();
+    let effective = if crate::schema::is_cluster_scoped(group, version, kind) {
+        "~cluster"
+    } else if namespace.is_empty() {
+        "default"
+    } else {
+        &namespace
+    };
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (group, version, kind, &*res.name(), effective).hash(&mut h);
+    h.finish()
+}
+
+/// Appends resources, refusing a second resource with an id already
+/// present (`seen` holds the id hashes of `ra`; a hash seen before is
+/// checked against the resources themselves).
 fn append_all(
     ra: &mut Vec<Resource>,
-    seen: &mut HashSet<IdKey>,
+    seen: &mut HashSet<u64>,
     more: Vec<Resource>,
     file: &Path,
 ) -> Result<(), RenderError> {
     for res in more {
-        let id = res.cur_id();
-        if !seen.insert(id.key()) {
-            return Err(RenderError::Conflict {
-                file: file.to_path_buf(),
-                message: format!(
-                    "may not add resource with an already registered id: {id} (from {})",
-                    res.origin.display()
-                ),
-            });
+        if !seen.insert(id_hash(&res)) {
+            let id = res.cur_id();
+            let key = id.key();
+            if ra.iter().any(|r| r.cur_id().key() == key) {
+                return Err(RenderError::Conflict {
+                    file: file.to_path_buf(),
+                    message: format!(
+                        "may not add resource with an already registered id: {id} (from {})",
+                        res.origin.display()
+                    ),
+                });
+            }
         }
         ra.push(res);
     }
@@ -140,23 +213,6 @@ fn check_supported(k: &Kustomization, file: &Path) -> Result<(), RenderError> {
             "custom OpenAPI schemas are not supported",
         ));
     }
-    if k.vars
-        .as_ref()
-        .is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
-    {
-        return Err(unsupported(
-            file,
-            "vars",
-            "vars are not supported; use replacements",
-        ));
-    }
-    if non_empty(&k.crds) {
-        return Err(unsupported(
-            file,
-            "crds",
-            "CRD schema files are not supported",
-        ));
-    }
     for (field, v) in [
         ("helmGlobals", &k.helm_globals),
         ("helmCharts", &k.helm_charts),
@@ -174,27 +230,20 @@ fn check_supported(k: &Kustomization, file: &Path) -> Result<(), RenderError> {
             ));
         }
     }
-    for (field, v) in [
-        ("configurations", &k.configurations),
-        ("generators", &k.generators),
-        ("transformers", &k.transformers),
-        ("validators", &k.validators),
-        ("buildMetadata", &k.build_metadata),
-    ] {
+    for (field, v) in [("validators", &k.validators)] {
         if non_empty(v) {
-            return Err(unsupported(
-                file,
-                field,
-                "plugins, transformer configurations and build metadata are not supported",
-            ));
+            return Err(unsupported(file, field, "plugins are not supported"));
         }
     }
     if let Some(s) = &k.sort_options {
-        if !matches!(s.order.as_str(), "" | "legacy" | "fifo") {
+        if !matches!(s.order.as_str(), "legacy" | "fifo") {
             return Err(RenderError::InvalidKustomization {
                 file: file.to_path_buf(),
                 field: "sortOptions.order".into(),
-                message: format!("unknown order {:?} (legacy or fifo)", s.order),
+                message: format!(
+                    "the field 'sortOptions.order' must be one of [fifo, legacy], not {:?}",
+                    s.order
+                ),
             });
         }
         if s.order == "fifo" && s.legacy_sort_options.is_some() {
@@ -213,16 +262,30 @@ impl<'l> Builder<'l> {
         Builder {
             loader,
             roots: Vec::new(),
+            defaults: TransformerConfig::defaults(),
+            record_transformations: false,
         }
     }
 
     /// Accumulates the top-level kustomization in `dir` (canonical).
     pub fn accumulate_top(&mut self, dir: &Path) -> Result<Accumulated, RenderError> {
-        let (resources, k) = self.accumulate(dir, Vec::new(), None)?;
+        let (acc, k) = self.accumulate(dir, Acc::default(), None)?;
         let sort = k.sort_options.unwrap_or_default();
         let legacy = sort.legacy_sort_options.unwrap_or_default();
+        let kfile = self.loader.kustomization_file(dir)?;
+        let config =
+            self.effective_config(&acc.config)
+                .map_err(|message| RenderError::Transform {
+                    file: kfile,
+                    field: "configurations".into(),
+                    message,
+                })?;
+        let build_metadata = k.build_metadata.clone().unwrap_or_default();
         Ok(Accumulated {
-            resources,
+            resources: acc.resources,
+            config: config.into_owned(),
+            vars: acc.vars,
+            build_metadata,
             order: sort.order,
             order_first: legacy.order_first,
             order_last: legacy.order_last,
@@ -241,24 +304,46 @@ impl<'l> Builder<'l> {
         Ok(())
     }
 
-    /// Accumulates the kustomization in `dir`. `component` is `Some(ra)`
-    /// when `dir` is a component applied to the resources `ra` of its parent.
+    /// The defaults with `additions` merged in.
+    fn effective_config(
+        &self,
+        additions: &TransformerConfig,
+    ) -> Result<Cow<'_, TransformerConfig>, String> {
+        if additions.is_empty() {
+            return Ok(Cow::Borrowed(&self.defaults));
+        }
+        let mut config = self.defaults.clone();
+        config.merge(additions)?;
+        Ok(Cow::Owned(config))
+    }
+
+    /// Accumulates the kustomization in `dir`. `component_of` is the parent
+    /// when `dir` is a component applied to the parent's accumulation `acc`.
+    /// Accumulates the kustomization in `dir` as a resource directory.
+    pub(crate) fn accumulate_dir(
+        &mut self,
+        dir: &Path,
+        acc: Acc,
+    ) -> Result<(Acc, Kustomization), RenderError> {
+        self.accumulate(dir, acc, None)
+    }
+
     fn accumulate(
         &mut self,
         dir: &Path,
-        mut ra: Vec<Resource>,
+        mut acc: Acc,
         component_of: Option<&Path>,
-    ) -> Result<(Vec<Resource>, Kustomization), RenderError> {
+    ) -> Result<(Acc, Kustomization), RenderError> {
         self.enter(dir)?;
-        let outcome = self.accumulate_inner(dir, &mut ra, component_of);
+        let outcome = self.accumulate_inner(dir, &mut acc, component_of);
         self.roots.pop();
-        outcome.map(|k| (ra, k))
+        outcome.map(|k| (acc, k))
     }
 
     fn accumulate_inner(
         &mut self,
         dir: &Path,
-        ra: &mut Vec<Resource>,
+        acc: &mut Acc,
         component_of: Option<&Path>,
     ) -> Result<Kustomization, RenderError> {
         let kfile = self.loader.kustomization_file(dir)?;
@@ -266,6 +351,13 @@ impl<'l> Builder<'l> {
         let value = yaml::parse_kustomization(&text).map_err(|e| yaml_error(&kfile, e))?;
         let k = Kustomization::from_value(value, &kfile)?;
         check_supported(&k, &kfile)?;
+        if self.roots.len() == 1 {
+            self.record_transformations = k
+                .build_metadata
+                .iter()
+                .flatten()
+                .any(|m| m == "transformerAnnotations");
+        }
         match component_of {
             Some(parent) if !k.is_component() => {
                 return Err(RenderError::InvalidKustomization {
@@ -297,29 +389,69 @@ impl<'l> Builder<'l> {
             .map(|e| ("resources", e))
             .chain(k.bases.iter().flatten().map(|e| ("bases", e)))
             .collect();
-        let mut seen: HashSet<IdKey> = ra.iter().map(|r| r.cur_id().key()).collect();
+        let mut seen: HashSet<u64> = acc.resources.iter().map(id_hash).collect();
+        let meta_err = |field: &str, message: String| RenderError::Transform {
+            file: kfile.clone(),
+            field: field.to_string(),
+            message,
+        };
         for (field, entry) in entries {
             match self.loader.resolve(dir, dir, entry, &kfile, field)? {
                 Target::Dir(sub) => {
-                    let (subres, _) = self.accumulate(&sub, Vec::new(), None)?;
-                    append_all(ra, &mut seen, subres, &kfile)?;
+                    let (sub_acc, _) = self.accumulate(&sub, Acc::default(), None)?;
+                    append_all(&mut acc.resources, &mut seen, sub_acc.resources, &kfile)?;
+                    acc.merge_meta(&sub_acc.config, sub_acc.vars)
+                        .map_err(|m| meta_err(field, m))?;
                 }
                 Target::File(path) => {
                     let text = self.loader.read_text(&path)?;
                     let resources = parse_resources(&text, &path)?;
-                    append_all(ra, &mut seen, resources, &kfile)?;
+                    append_all(&mut acc.resources, &mut seen, resources, &kfile)?;
                 }
             }
         }
 
-        self.run_generators(&k, dir, &kfile, ra)?;
+        for (i, entry) in k.configurations.iter().flatten().enumerate() {
+            let field = format!("configurations[{i}]");
+            let path = self.loader.resolve_file(dir, entry, &kfile, &field)?;
+            let text = self.loader.read_text(&path)?;
+            let value = yaml::parse_kustomization(&text).map_err(|e| yaml_error(&path, e))?;
+            let config = TransformerConfig::from_value(&value).map_err(|message| {
+                RenderError::InvalidKustomization {
+                    file: path.clone(),
+                    field: field.clone(),
+                    message,
+                }
+            })?;
+            acc.config.merge(&config).map_err(|m| meta_err(&field, m))?;
+        }
+
+        for (i, entry) in k.crds.iter().flatten().enumerate() {
+            let field = format!("crds[{i}]");
+            let path = self.loader.resolve_file(dir, entry, &kfile, &field)?;
+            let text = self.loader.read_text(&path)?;
+            let value = yaml::parse_single(&text).map_err(|e| yaml_error(&path, e))?;
+            let config = crate::config::from_crd_definitions(&value).map_err(|message| {
+                RenderError::InvalidKustomization {
+                    file: path.clone(),
+                    field: field.clone(),
+                    message: format!("unable to parse open API definition: {message}"),
+                }
+            })?;
+            acc.config.merge(&config).map_err(|m| meta_err(&field, m))?;
+        }
+
+        self.run_generators(&k, dir, &kfile, &mut acc.resources)?;
+        if let Some(entries) = k.generators.as_ref().filter(|e| !e.is_empty()) {
+            self.run_plugin_generators(entries, dir, &kfile, &mut acc.resources)?;
+        }
 
         for entry in k.components.iter().flatten() {
             match self.loader.resolve(dir, dir, entry, &kfile, "components")? {
                 Target::Dir(sub) => {
-                    let taken = std::mem::take(ra);
+                    let taken = std::mem::take(acc);
                     let (out, _) = self.accumulate(&sub, taken, Some(dir))?;
-                    *ra = out;
+                    *acc = out;
                 }
                 Target::File(path) => {
                     return Err(RenderError::InvalidKustomization {
@@ -334,7 +466,17 @@ impl<'l> Builder<'l> {
             }
         }
 
-        self.run_transformers(&k, dir, &kfile, ra)?;
+        let config = self
+            .effective_config(&acc.config)
+            .map_err(|m| meta_err("configurations", m))?;
+        self.run_transformers(&k, dir, &kfile, &config, &mut acc.resources)?;
+        if let Some(entries) = k.transformers.as_ref().filter(|e| !e.is_empty()) {
+            self.run_plugin_transformers(entries, dir, &kfile, &mut acc.resources)?;
+        }
+        let vars = k.vars.clone().unwrap_or_default();
+        crate::vars::record(&mut acc.resources, &vars).map_err(|m| meta_err("vars", m))?;
+        acc.merge_meta(&TransformerConfig::default(), vars)
+            .map_err(|m| meta_err("vars", m))?;
         Ok(k)
     }
 
@@ -409,7 +551,7 @@ impl<'l> Builder<'l> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn generator_sources(
+    pub(crate) fn generator_sources(
         &self,
         dir: &Path,
         kfile: &Path,
@@ -471,6 +613,7 @@ impl<'l> Builder<'l> {
         k: &Kustomization,
         dir: &Path,
         kfile: &Path,
+        config: &TransformerConfig,
         ra: &mut Vec<Resource>,
     ) -> Result<(), RenderError> {
         let err = |field: &str, message: String| RenderError::Transform {
@@ -479,44 +622,52 @@ impl<'l> Builder<'l> {
             message,
         };
 
+        let note = |ra: &mut Vec<Resource>, kind: &str| {
+            self.note_transformation(ra, kfile, kind, None);
+        };
+
         // patchesStrategicMerge
         for (i, entry) in k.patches_strategic_merge.iter().flatten().enumerate() {
             let field = format!("patchesStrategicMerge[{i}]");
-            let (text, source) = self.inline_or_file(dir, kfile, &field, entry)?;
-            let docs = yaml::parse_documents(&text).map_err(|e| yaml_error(&source, e))?;
-            for doc in docs {
-                match doc {
-                    Value::Null => {}
-                    Value::Object(p) if p.is_empty() => {}
-                    Value::Object(p) => {
-                        apply_smp_by_id(ra, &p, false, false).map_err(|m| err(&field, m))?
-                    }
-                    _ => {
-                        return Err(err(
-                            &field,
-                            "a strategic merge patch must be a mapping".into(),
-                        ));
-                    }
-                }
-            }
+            self.apply_smp_entry(dir, kfile, &field, entry, ra)?;
+        }
+        if non_empty(&k.patches_strategic_merge) {
+            note(ra, "PatchStrategicMergeTransformer");
         }
 
         // patches
         for (i, spec) in k.patches.iter().flatten().enumerate() {
             let field = format!("patches[{i}]");
             self.apply_patch_entry(spec, dir, kfile, &field, ra, false)?;
+            note(ra, "PatchTransformer");
         }
 
         if let Some(ns) = k.namespace.as_deref().filter(|s| !s.is_empty()) {
-            transform::set_namespace(ra, ns).map_err(|m| err("namespace", m))?;
+            transform::set_namespace(ra, ns, &config.namespace).map_err(|m| err("namespace", m))?;
+            note(ra, "NamespaceTransformer");
         }
         let prefix = k.name_prefix.as_deref().unwrap_or("");
-        if !prefix.is_empty() {
-            transform::add_name_affix(ra, prefix, "");
-        }
         let suffix = k.name_suffix.as_deref().unwrap_or("");
-        if !suffix.is_empty() {
-            transform::add_name_affix(ra, "", suffix);
+        if !prefix.is_empty() || !suffix.is_empty() {
+            // one transformer for both, as in kustomize; the prefix's
+            // field specs (the suffix's other than `metadata/name` too)
+            let mut specs = config.name_prefix.clone();
+            specs.extend(
+                config
+                    .name_suffix
+                    .iter()
+                    .filter(|s| !specs.iter().any(|p| p.gvk == s.gvk && p.path == s.path))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
+            transform::add_name_affix(ra, prefix, suffix, &specs)
+                .map_err(|m| err("namePrefix", m))?;
+            if !prefix.is_empty() {
+                note(ra, "PrefixTransformer");
+            }
+            if !suffix.is_empty() {
+                note(ra, "SuffixTransformer");
+            }
         }
 
         // labels, then commonLabels
@@ -530,28 +681,39 @@ impl<'l> Builder<'l> {
                 .flatten()
                 .map(|f| FieldSpec::new(&f.group, &f.version, &f.kind, &f.path, f.create))
                 .collect();
-            let specs =
-                transform::label_specs(label.include_selectors, label.include_templates, &fields);
+            let specs = transform::label_specs(
+                label.include_selectors,
+                label.include_templates,
+                &fields,
+                config,
+            );
             transform::add_map_entries(ra, &pairs, &specs).map_err(|m| err(&field, m))?;
+            note(ra, "LabelTransformer");
         }
         if !common.is_empty() {
-            transform::add_map_entries(ra, &common, &fieldspec::common_labels())
+            transform::add_map_entries(ra, &common, &config.common_labels)
                 .map_err(|m| err("commonLabels", m))?;
+            note(ra, "LabelTransformer");
         }
         if let Some(annotations) = k.common_annotations.as_ref().filter(|m| !m.is_empty()) {
-            transform::add_map_entries(ra, annotations, &fieldspec::common_annotations())
+            transform::add_map_entries(ra, annotations, &config.common_annotations)
                 .map_err(|m| err("commonAnnotations", m))?;
+            note(ra, "AnnotationsTransformer");
         }
 
         // patchesJson6902
         for (i, spec) in k.patches_json6902.iter().flatten().enumerate() {
             let field = format!("patchesJson6902[{i}]");
             self.apply_patch_entry(spec, dir, kfile, &field, ra, true)?;
+            note(ra, "PatchJson6902Transformer");
         }
 
-        for (i, r) in k.replicas.iter().flatten().enumerate() {
-            transform::set_replicas(ra, &r.name, r.count)
-                .map_err(|m| err(&format!("replicas[{i}]"), m))?;
+        if let Some(entries) = k.replicas.as_deref() {
+            transform::set_all_replicas(ra, entries, &config.replicas)
+                .map_err(|(i, m)| err(&format!("replicas[{i}]"), m))?;
+            for _ in entries {
+                note(ra, "ReplicaCountTransformer");
+            }
         }
         for (i, image) in k
             .images
@@ -560,7 +722,9 @@ impl<'l> Builder<'l> {
             .chain(k.image_tags.iter().flatten())
             .enumerate()
         {
-            transform::set_image(ra, image).map_err(|m| err(&format!("images[{i}]"), m))?;
+            transform::set_image(ra, image, &config.images)
+                .map_err(|m| err(&format!("images[{i}]"), m))?;
+            note(ra, "ImageTagTransformer");
         }
 
         if let Some(entries) = k.replacements.as_ref() {
@@ -568,6 +732,78 @@ impl<'l> Builder<'l> {
             for (i, r) in list.iter().enumerate() {
                 crate::replacement::apply(ra, r)
                     .map_err(|m| err(&format!("replacements[{i}]"), m))?;
+            }
+            if !entries.is_empty() {
+                note(ra, "ReplacementTransformer");
+            }
+        }
+        Ok(())
+    }
+
+    /// Records, when the top-level kustomization asks for
+    /// `transformerAnnotations`, that a transformer configured in `kfile`
+    /// ran over the resources.
+    pub(crate) fn note_transformation(
+        &self,
+        ra: &mut [Resource],
+        kfile: &Path,
+        kind: &str,
+        name: Option<&str>,
+    ) {
+        if !self.record_transformations {
+            return;
+        }
+        let by = Arc::new(crate::resource::Transformation {
+            configured_in: kfile.to_path_buf(),
+            kind: kind.to_string(),
+            name: name.map(str::to_string),
+        });
+        for res in ra.iter_mut() {
+            res.transformations.push(by.clone());
+        }
+    }
+
+    /// Applies one `patchesStrategicMerge` entry (a file or inline YAML).
+    pub(crate) fn apply_smp_entry(
+        &self,
+        dir: &Path,
+        kfile: &Path,
+        field: &str,
+        entry: &str,
+        ra: &mut Vec<Resource>,
+    ) -> Result<(), RenderError> {
+        let (text, source) = self.inline_or_file(dir, kfile, field, entry)?;
+        self.apply_smp_text(kfile, field, &text, &source, ra)
+    }
+
+    /// Applies the strategic merge patches of a text, each to the resource
+    /// its id names.
+    pub(crate) fn apply_smp_text(
+        &self,
+        kfile: &Path,
+        field: &str,
+        text: &str,
+        source: &Path,
+        ra: &mut Vec<Resource>,
+    ) -> Result<(), RenderError> {
+        let err = |message: String| RenderError::Transform {
+            file: kfile.to_path_buf(),
+            field: field.to_string(),
+            message,
+        };
+        let docs = yaml::parse_documents(text).map_err(|e| yaml_error(source, e))?;
+        if docs.iter().all(Value::is_null) {
+            return Err(err(format!(
+                "patch appears to be empty: {}",
+                source.display()
+            )));
+        }
+        for doc in docs {
+            match doc {
+                Value::Null => {}
+                Value::Object(p) if p.is_empty() => {}
+                Value::Object(p) => apply_smp_by_id(ra, &p, false, false).map_err(err)?,
+                _ => return Err(err("a strategic merge patch must be a mapping".into())),
             }
         }
         Ok(())
@@ -609,7 +845,7 @@ impl<'l> Builder<'l> {
         Ok((entry.to_string(), kfile.to_path_buf()))
     }
 
-    fn apply_patch_entry(
+    pub(crate) fn apply_patch_entry(
         &self,
         spec: &PatchSpec,
         dir: &Path,
@@ -655,7 +891,24 @@ impl<'l> Builder<'l> {
         };
         let docs = yaml::parse_documents(&text).map_err(|e| yaml_error(&source, e))?;
         let docs: Vec<Value> = docs.into_iter().filter(|d| !d.is_null()).collect();
-        let is_json = json_only || docs.first().is_some_and(Value::is_array);
+        let blank = text.trim().is_empty();
+        let no_ops = match docs.as_slice() {
+            [] => true,
+            [Value::Array(ops)] => ops.is_empty(),
+            _ => false,
+        };
+        if json_only && no_ops {
+            return Err(err("patch appears to be empty".into()));
+        }
+        // kustomize reads a `patches` entry as both kinds: text without
+        // documents (comments, `---`) or an empty operation list is both
+        // at once, which it refuses; empty text is an empty JSON patch.
+        if !json_only && no_ops && !blank {
+            return Err(err(
+                "illegally qualifies as both an SM and JSON patch".into()
+            ));
+        }
+        let is_json = json_only || blank || docs.first().is_some_and(Value::is_array);
         if is_json {
             let Some(target) = spec.target.as_ref() else {
                 return Err(err("must specify a target for JSON patch".into()));
@@ -672,8 +925,38 @@ impl<'l> Builder<'l> {
                 }
                 res.store_prev_id();
                 let id = res.cur_id();
+                // kustomize lets `add` and `replace` write into, and `remove`
+                // drop, `/metadata/annotations` of an object without
+                // annotations (as if it had some: its own, hidden ones)
+                let mut added_annotations = false;
                 let mut doc = Value::Object(std::mem::take(&mut res.obj));
-                let outcome = patch::json_patch(&mut doc, &ops);
+                let mut outcome = Ok(());
+                for op in &ops {
+                    let touches = match op.op.as_str() {
+                        "add" | "replace" => op.path.starts_with("/metadata/annotations/"),
+                        "remove" => op.path == "/metadata/annotations",
+                        _ => false,
+                    };
+                    if touches
+                        && let Some(Value::Object(meta)) = doc.get_mut("metadata")
+                        && !meta.contains_key("annotations")
+                    {
+                        meta.insert("annotations".into(), Value::Object(Map::new()));
+                        added_annotations = true;
+                    }
+                    outcome = patch::json_patch(&mut doc, std::slice::from_ref(op));
+                    if outcome.is_err() {
+                        break;
+                    }
+                }
+                if added_annotations
+                    && let Some(Value::Object(meta)) = doc.get_mut("metadata")
+                    && meta
+                        .get("annotations")
+                        .is_some_and(|a| a.as_object().is_some_and(Map::is_empty))
+                {
+                    meta.shift_remove("annotations");
+                }
                 match doc {
                     Value::Object(map) => res.obj = map,
                     _ => return Err(err(format!("JSON patch turned {id} into a non-object"))),
@@ -728,7 +1011,7 @@ impl<'l> Builder<'l> {
         Ok(())
     }
 
-    fn load_replacements(
+    pub(crate) fn load_replacements(
         &self,
         entries: &[ReplacementEntry],
         dir: &Path,
@@ -848,8 +1131,9 @@ fn apply_smp(
     }
     let gvk = res.gvk();
     let root = schema::root(&gvk.group, &gvk.version, &gvk.kind);
-    let Some(merged) =
-        patch::strategic_merge(&res.obj, p, root).map_err(|e| format!("{}: {e}", res.cur_id()))?
+    let id = res.cur_id();
+    let Some(merged) = patch::strategic_merge(std::mem::take(&mut res.obj), p, root)
+        .map_err(|e| format!("{id}: {e}"))?
     else {
         return Ok(None);
     };
@@ -881,6 +1165,100 @@ fn apply_smp(
     Ok(Some(res))
 }
 
+/// The label `buildMetadata: [managedByLabel]` adds, with the version
+/// `kubectl kustomize` reports.
+const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kustomize-(devel)");
+
+/// Adds the managed-by label of `buildMetadata: [managedByLabel]`.
+pub(crate) fn label_managed_by(res: &mut Resource) {
+    let meta = res.metadata_mut();
+    let labels = meta
+        .entry("labels")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !labels.is_object() {
+        *labels = Value::Object(Map::new());
+    }
+    if let Value::Object(labels) = labels {
+        labels.insert(MANAGED_BY.0.into(), Value::String(MANAGED_BY.1.into()));
+    }
+}
+
+/// `path` relative to `base` (both absolute), with `..` where needed.
+fn relative_to(path: &Path, base: &Path) -> String {
+    let p: Vec<_> = path.components().collect();
+    let b: Vec<_> = base.components().collect();
+    let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut parts: Vec<String> = vec!["..".to_string(); b.len() - common];
+    parts.extend(
+        p[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    parts.join("/")
+}
+
+/// Adds the `config.kubernetes.io/origin` annotation of `buildMetadata:
+/// [originAnnotations]`: the file a resource was read from, or the
+/// kustomization and generator that made it, relative to `top`.
+pub(crate) fn annotate_origin(res: &mut Resource, top: &Path) {
+    let place = relative_to(&res.origin, top);
+    let text = match res.generated_by {
+        None => format!("path: {place}\n"),
+        Some(kind) => {
+            let mut text = format!(
+                "configuredIn: {place}\nconfiguredBy:\n  apiVersion: builtin\n  kind: {kind}\n"
+            );
+            if let Some(name) = &res.generator_name {
+                text.push_str(&format!("  name: {name}\n"));
+            }
+            text
+        }
+    };
+    let meta = res.metadata_mut();
+    let annotations = meta
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !annotations.is_object() {
+        *annotations = Value::Object(Map::new());
+    }
+    if let Value::Object(a) = annotations {
+        a.insert("config.kubernetes.io/origin".into(), Value::String(text));
+    }
+}
+
+/// Adds the `alpha.config.kubernetes.io/transformations` annotation of
+/// `buildMetadata: [transformerAnnotations]`: the transformers that ran over
+/// a resource, with where they are configured (relative to `top`).
+pub(crate) fn annotate_transformations(res: &mut Resource, top: &Path) {
+    if res.transformations.is_empty() {
+        return;
+    }
+    let mut text = String::new();
+    for t in &res.transformations {
+        text.push_str(&format!(
+            "- configuredIn: {}\n  configuredBy:\n    apiVersion: builtin\n    kind: {}\n",
+            relative_to(&t.configured_in, top),
+            t.kind
+        ));
+        if let Some(name) = &t.name {
+            text.push_str(&format!("    name: {name}\n"));
+        }
+    }
+    let meta = res.metadata_mut();
+    let annotations = meta
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !annotations.is_object() {
+        *annotations = Value::Object(Map::new());
+    }
+    if let Value::Object(a) = annotations {
+        a.insert(
+            "alpha.config.kubernetes.io/transformations".into(),
+            Value::String(text),
+        );
+    }
+}
+
 /// Turns labels/annotations maps the way kustomize writes them out.
 pub(crate) fn finalize(res: &mut Resource) {
     if let Some(Value::Object(meta)) = res.obj.get_mut("metadata") {
@@ -905,6 +1283,7 @@ pub(crate) fn finalize(res: &mut Resource) {
 
 fn scalar_string(v: &Value) -> Option<String> {
     match v {
+        Value::Null => Some("null".into()),
         Value::Number(n) => Some(yaml::number_text(n)),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,

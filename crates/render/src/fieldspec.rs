@@ -30,6 +30,17 @@ impl FieldSpec {
         gvk.is_selected_by(&self.gvk)
     }
 
+    /// [`FieldSpec::selects`] for a resource's current kind, without
+    /// building its [`Gvk`].
+    pub fn selects_resource(&self, res: &Resource) -> bool {
+        let api_version = res.api_version();
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let g = &self.gvk;
+        (g.group.is_empty() || g.group == group)
+            && (g.version.is_empty() || g.version == version)
+            && (g.kind.is_empty() || g.kind == res.kind())
+    }
+
     /// Calls `f` on every node this spec reaches in `res` (when it selects
     /// the resource's kind).
     pub fn apply<E>(
@@ -37,7 +48,7 @@ impl FieldSpec {
         res: &mut Resource,
         f: &mut dyn FnMut(&mut Value) -> Result<(), E>,
     ) -> Result<(), E> {
-        if !self.selects(&res.gvk()) {
+        if !self.selects_resource(res) {
             return Ok(());
         }
         let mut root = Value::Object(std::mem::take(&mut res.obj));
@@ -300,12 +311,15 @@ pub(crate) fn namespace_extra() -> Vec<FieldSpec> {
 
 /// A back reference: resources of kind `target` are referred to by name at
 /// the `referrers` paths.
+#[derive(Debug, Clone)]
 pub(crate) struct NameBackRef {
     pub target: Gvk,
     pub referrers: Vec<FieldSpec>,
 }
 
-/// kustomize's name reference table.
+/// kustomize's name reference table, as kustomize v5.5 (the one `kubectl`
+/// 1.32 embeds) has it: ValidatingAdmissionPolicyBinding's `policyName`,
+/// no HTTPRoute backends yet.
 pub(crate) fn name_references() -> Vec<NameBackRef> {
     const POD_KINDS: [(&str, &str); 7] = [
         ("Deployment", "spec/template/spec"),
@@ -484,7 +498,6 @@ pub(crate) fn name_references() -> Vec<NameBackRef> {
                 "webhooks/clientConfig/service",
                 false,
             ),
-            fs("", "", "HTTPRoute", "spec/rules/backendRefs/name", false),
         ],
     });
 
@@ -623,8 +636,74 @@ pub(crate) fn name_references() -> Vec<NameBackRef> {
     });
 
     refs.push(NameBackRef {
+        target: gvk(
+            "admissionregistration.k8s.io",
+            "",
+            "ValidatingAdmissionPolicy",
+        ),
+        referrers: vec![fs(
+            "admissionregistration.k8s.io",
+            "",
+            "ValidatingAdmissionPolicyBinding",
+            "spec/policyName",
+            false,
+        )],
+    });
+
+    refs.push(NameBackRef {
         target: gvk("networking.k8s.io/v1", "v1", "IngressClass"),
         referrers: vec![fs("", "", "Ingress", "spec/ingressClassName", false)],
     });
     refs
+}
+
+/// Where `$(VAR)` references are substituted (kustomize's default
+/// `varReference`).
+pub(crate) fn var_references() -> Vec<FieldSpec> {
+    const CONTAINER_FIELDS: [&str; 4] = ["args", "command", "env/value", "volumeMounts/mountPath"];
+    let mut specs = Vec::new();
+    let pod_specs = [
+        ("CronJob", "spec/jobTemplate/spec/template/spec"),
+        ("DaemonSet", "spec/template/spec"),
+        ("Deployment", "spec/template/spec"),
+        ("Job", "spec/template/spec"),
+        ("Pod", "spec"),
+        ("ReplicaSet", "spec/template/spec"),
+        ("StatefulSet", "spec/template/spec"),
+    ];
+    for (kind, prefix) in pod_specs {
+        for list in ["containers", "initContainers"] {
+            for field in CONTAINER_FIELDS {
+                specs.push(fs("", "", kind, &format!("{prefix}/{list}/{field}"), false));
+            }
+        }
+        if kind == "StatefulSet" {
+            specs.push(fs(
+                "",
+                "",
+                kind,
+                "spec/volumeClaimTemplates/spec/nfs/server",
+                false,
+            ));
+        } else {
+            specs.push(fs(
+                "",
+                "",
+                kind,
+                &format!("{prefix}/volumes/nfs/server"),
+                false,
+            ));
+        }
+    }
+    specs.extend([
+        fs("", "", "Ingress", "spec/rules/host", false),
+        fs("", "", "Ingress", "spec/tls/hosts", false),
+        fs("", "", "Ingress", "spec/tls/secretName", false),
+        fs("", "", "Service", "spec/ports/port", false),
+        fs("", "", "Service", "spec/ports/targetPort", false),
+        fs("", "", "PersistentVolume", "spec/nfs/server", false),
+        fs("", "", "", "metadata/labels", false),
+        fs("", "", "", "metadata/annotations", false),
+    ]);
+    specs
 }

@@ -77,12 +77,6 @@ fn unquote(value: &str) -> &str {
     value
 }
 
-fn is_env_var_name(key: &str) -> bool {
-    let mut chars = key.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == '-' || c == '.')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
-}
-
 /// Reads the key/value pairs of an env file.
 fn env_pairs(file: &str, text: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -98,11 +92,9 @@ fn env_pairs(file: &str, text: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
                 n + 1
             ));
         };
-        if !is_env_var_name(key) {
-            return Err(format!(
-                "env file {file} line {}: {key:?} is not a valid environment variable name",
-                n + 1
-            ));
+        // kustomize takes any key as it is, and skips an empty one
+        if key.is_empty() {
+            continue;
         }
         out.push((key.to_string(), value.as_bytes().to_vec()));
     }
@@ -232,18 +224,18 @@ pub(crate) fn generate(
         obj.insert("immutable".into(), Value::Bool(true));
     }
 
+    // kustomize takes any other text (`Create`, `upsert` …) as unspecified,
+    // which behaves as create
     let behavior = match input.behavior.as_str() {
-        "" | "create" => Behavior::Create,
         "merge" => Behavior::Merge,
         "replace" => Behavior::Replace,
-        other => {
-            return Err(format!(
-                "{what} {}: unknown behavior {other:?} (create, merge or replace)",
-                input.name
-            ));
-        }
+        _ => Behavior::Create,
     };
     let mut res = Resource::new(obj, origin);
+    res.generated_by = Some(match input.kind {
+        GeneratedKind::ConfigMap => "ConfigMapGenerator",
+        GeneratedKind::Secret => "SecretGenerator",
+    });
     res.behavior = Some(behavior);
     res.needs_hash = input.options.disable_name_suffix_hash != Some(true);
     Ok(res)
@@ -305,6 +297,8 @@ pub(crate) fn absorb(resources: &mut Vec<Resource>, mut generated: Resource) -> 
                 }
             }
             generated.prev_ids = old.prev_ids.clone();
+            generated.ref_var_names = old.ref_var_names.clone();
+            generated.transformations = old.transformations.clone();
             generated.prefixes = old.prefixes.clone();
             generated.suffixes = old.suffixes.clone();
             generated.needs_hash = old.needs_hash && generated.needs_hash;

@@ -36,7 +36,7 @@ pub(crate) struct Kustomization {
     pub image_tags: Option<Vec<ImageSpec>>,
     pub replacements: Option<Vec<ReplacementEntry>>,
     pub replicas: Option<Vec<ReplicaSpec>>,
-    pub vars: Option<Value>,
+    pub vars: Option<Vec<Var>>,
     pub sort_options: Option<SortOptions>,
     pub resources: Option<Vec<String>>,
     pub components: Option<Vec<String>>,
@@ -217,6 +217,45 @@ pub(crate) struct SecretArgs {
     pub secret_type: String,
 }
 
+/// One entry of the legacy `vars`: `$(name)` is replaced by the value at
+/// `fieldref.fieldPath` of the object `objref` names.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Var {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub objref: VarTarget,
+    #[serde(default)]
+    pub fieldref: VarField,
+}
+
+/// `vars[].objref`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct VarTarget {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: String,
+}
+
+/// `vars[].fieldref`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct VarField {
+    #[serde(default)]
+    pub field_path: String,
+}
+
 /// One entry of `replacements`: inline or from a file.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -280,8 +319,19 @@ pub(crate) struct FieldOptions {
 impl Kustomization {
     /// Decodes a parsed kustomization document, strictly.
     pub fn from_value(value: Value, file: &Path) -> Result<Self, RenderError> {
+        let empty = match &value {
+            Value::Null => true,
+            Value::Object(map) => map.keys().all(|k| k == "apiVersion" || k == "kind"),
+            _ => false,
+        };
+        if empty {
+            return Err(RenderError::InvalidKustomization {
+                file: file.to_path_buf(),
+                field: "(document)".into(),
+                message: "kustomization is empty".into(),
+            });
+        }
         let value = match value {
-            Value::Null => Value::Object(Default::default()),
             v @ Value::Object(_) => v,
             _ => {
                 return Err(RenderError::InvalidKustomization {
@@ -343,23 +393,99 @@ impl Kustomization {
 }
 
 /// Decodes a value into `T`, answering the path of the offending field
-/// (for an unknown field, the field itself) and serde's message.
+/// (for an unknown field, the field itself) and serde's message. Field
+/// names match case-insensitively, as Go's JSON decoding (and so
+/// kustomize) matches them.
 pub(crate) fn decode_strict<T: serde::de::DeserializeOwned>(
     value: Value,
 ) -> Result<T, (String, String)> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    decode(value, false)
+}
+
+/// [`decode_strict`], except that unknown fields are dropped (how Go's
+/// plain JSON decoding reads plugin configurations).
+pub(crate) fn decode_lenient<T: serde::de::DeserializeOwned>(
+    value: Value,
+) -> Result<T, (String, String)> {
+    decode(value, true)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    mut value: Value,
+    drop_unknown: bool,
+) -> Result<T, (String, String)> {
+    loop {
+        let e = match serde_path_to_error::deserialize(&value) {
+            Ok(t) => return Ok(t),
+            Err(e) => e,
+        };
         let message = e.inner().to_string();
         let mut field = e.path().to_string();
         if let Some(rest) = message.strip_prefix("unknown field `")
             && let Some(end) = rest.find('`')
         {
             let name = &rest[..end];
+            let expected: Vec<&str> = rest[end..].split('`').skip(2).step_by(2).collect();
+            let canonical = expected.iter().find(|c| c.eq_ignore_ascii_case(name));
+            if let Some(canonical) = canonical
+                && rename_key(&mut value, e.path(), name, Some(canonical))
+            {
+                continue;
+            }
+            if canonical.is_none() && drop_unknown && rename_key(&mut value, e.path(), name, None) {
+                continue;
+            }
             field = if field == "." || field.is_empty() {
                 name.to_string()
+            } else if field == name || field.ends_with(&format!(".{name}")) {
+                field
             } else {
                 format!("{field}.{name}")
             };
         }
-        (field, message)
-    })
+        return Err((field, message));
+    }
+}
+
+/// Renames `from` to `to` in the mapping at `path` (the value under `to`,
+/// when both are present, is the later one in Go; here `from` replaces it).
+fn rename_key(
+    value: &mut Value,
+    path: &serde_path_to_error::Path,
+    from: &str,
+    to: Option<&str>,
+) -> bool {
+    let mut node = value;
+    let segments: Vec<&serde_path_to_error::Segment> = path.iter().collect();
+    let segments = match segments.split_last() {
+        Some((serde_path_to_error::Segment::Map { key }, parent)) if key == from => parent,
+        _ => &segments[..],
+    };
+    for segment in segments {
+        node = match (*segment, node) {
+            (serde_path_to_error::Segment::Seq { index }, Value::Array(items)) => {
+                match items.get_mut(*index) {
+                    Some(n) => n,
+                    None => return false,
+                }
+            }
+            (serde_path_to_error::Segment::Map { key }, Value::Object(map)) => {
+                match map.get_mut(key.as_str()) {
+                    Some(n) => n,
+                    None => return false,
+                }
+            }
+            _ => return false,
+        };
+    }
+    let Value::Object(map) = node else {
+        return false;
+    };
+    let Some(v) = map.remove(from) else {
+        return false;
+    };
+    if let Some(to) = to {
+        map.insert(to.to_string(), v);
+    }
+    true
 }

@@ -24,6 +24,8 @@ pub(crate) struct Loader {
     pub max_file_bytes: u64,
     /// Canonical directory every read must stay in, when confined.
     pub boundary: Option<PathBuf>,
+    /// kustomize's root-only load restriction.
+    pub restrict_to_root: bool,
 }
 
 /// Whether an entry names a remote resource (URL or git repository).
@@ -54,6 +56,51 @@ fn fold(path: &Path) -> PathBuf {
     out
 }
 
+/// The canonical form of `dir.join(entry)` where `dir` is canonical: the
+/// components `entry` adds are checked with one `lstat` each, and only a
+/// path through a symbolic link takes the full `canonicalize` (what the
+/// C library's `realpath` does for every component of the whole path).
+fn canonical_below(
+    dir: &Path,
+    entry: &str,
+    joined: &Path,
+) -> std::io::Result<(PathBuf, fs::Metadata)> {
+    let full = || -> std::io::Result<(PathBuf, fs::Metadata)> {
+        let canonical = fs::canonicalize(joined)?;
+        let meta = fs::metadata(&canonical)?;
+        Ok((canonical, meta))
+    };
+    let entry = Path::new(entry);
+    if entry.is_absolute() {
+        return full();
+    }
+    let mut cur = dir.to_path_buf();
+    let mut last = None;
+    for component in entry.components() {
+        match component {
+            std::path::Component::Normal(part) => {
+                cur.push(part);
+                let meta = fs::symlink_metadata(&cur)?;
+                if meta.file_type().is_symlink() {
+                    return full();
+                }
+                last = Some(meta);
+            }
+            std::path::Component::ParentDir => {
+                cur.pop();
+                last = None;
+            }
+            std::path::Component::CurDir => {}
+            _ => return full(),
+        }
+    }
+    let meta = match last {
+        Some(meta) => meta,
+        None => fs::metadata(&cur)?,
+    };
+    Ok((cur, meta))
+}
+
 impl Loader {
     /// Resolves `entry` (from the kustomization `file` in directory `dir`,
     /// field `field`) to a directory or a file. Files must stay within
@@ -81,8 +128,8 @@ impl Loader {
                 });
             }
         }
-        let canonical = match fs::canonicalize(&joined) {
-            Ok(p) => p,
+        let (canonical, meta) = match canonical_below(dir, entry, &joined) {
+            Ok(found) => found,
             Err(_) => {
                 if looks_remote(entry) {
                     return Err(RenderError::RemoteNotSupported {
@@ -98,10 +145,6 @@ impl Loader {
                 });
             }
         };
-        let meta = fs::metadata(&canonical).map_err(|source| RenderError::Io {
-            path: canonical.clone(),
-            source,
-        })?;
         if let Some(boundary) = &self.boundary
             && !canonical.starts_with(boundary)
         {
@@ -116,7 +159,7 @@ impl Loader {
         if meta.is_dir() {
             return Ok(Target::Dir(canonical));
         }
-        if !canonical.starts_with(root) {
+        if self.restrict_to_root && !canonical.starts_with(root) {
             return Err(RenderError::OutsideRoot {
                 file: file.to_path_buf(),
                 field: field.to_string(),
@@ -189,28 +232,43 @@ impl Loader {
     /// other file, it must lie in the directory once symbolic links are
     /// resolved, as kustomize requires.
     pub fn kustomization_file(&self, dir: &Path) -> Result<PathBuf, RenderError> {
-        let found: Vec<&str> = crate::kustomization::FILE_NAMES
+        // one lstat per name; a symbolic link is followed (and checked below)
+        let found: Vec<(&str, bool)> = crate::kustomization::FILE_NAMES
             .iter()
             .copied()
-            .filter(|name| dir.join(name).is_file())
+            .filter_map(|name| {
+                let meta = fs::symlink_metadata(dir.join(name)).ok()?;
+                if meta.file_type().is_symlink() {
+                    fs::metadata(dir.join(name))
+                        .ok()
+                        .filter(|m| m.is_file())
+                        .map(|_| (name, true))
+                } else {
+                    meta.is_file().then_some((name, false))
+                }
+            })
             .collect();
         match found.as_slice() {
             [] => Err(RenderError::MissingKustomization {
                 dir: dir.to_path_buf(),
             }),
-            [one] => {
+            [(one, is_link)] => {
                 let file = dir.join(one);
-                let canonical = fs::canonicalize(&file).map_err(|source| RenderError::Io {
-                    path: file.clone(),
-                    source,
-                })?;
+                let canonical = if *is_link {
+                    fs::canonicalize(&file).map_err(|source| RenderError::Io {
+                        path: file.clone(),
+                        source,
+                    })?
+                } else {
+                    file.clone()
+                };
                 let root = self
                     .boundary
                     .as_deref()
                     .filter(|b| !canonical.starts_with(b));
                 let root = match root {
                     Some(boundary) => Some(boundary),
-                    None if !canonical.starts_with(dir) => Some(dir),
+                    None if self.restrict_to_root && !canonical.starts_with(dir) => Some(dir),
                     None => None,
                 };
                 match root {
@@ -226,7 +284,7 @@ impl Loader {
             }
             many => Err(RenderError::MultipleKustomizations {
                 dir: dir.to_path_buf(),
-                names: many.iter().map(|s| s.to_string()).collect(),
+                names: many.iter().map(|(s, _)| s.to_string()).collect(),
             }),
         }
     }

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::fieldspec::{self, FieldSpec, NameBackRef};
-use crate::resource::{Gvk, ResId, Resource};
+use crate::fieldspec::{FieldSpec, NameBackRef};
+use crate::resource::{Gvk, ResId, Resource, visit_path};
 
 /// What the referral search needs to know about each resource.
 struct Candidate {
@@ -36,8 +36,10 @@ struct Candidates {
 }
 
 /// Updates every name reference in `resources`.
-pub(crate) fn fix_name_references(resources: &mut [Resource]) -> Result<(), String> {
-    let backrefs = fieldspec::name_references();
+pub(crate) fn fix_name_references(
+    resources: &mut [Resource],
+    backrefs: &[NameBackRef],
+) -> Result<(), String> {
     let all: Vec<Candidate> = resources
         .iter()
         .map(|r| {
@@ -62,41 +64,55 @@ pub(crate) fn fix_name_references(resources: &mut [Resource]) -> Result<(), Stri
             by_old_name.entry(name.to_string()).or_default().push(i);
         }
     }
+    if by_old_name.is_empty() {
+        // nothing was renamed: no reference can change
+        return Ok(());
+    }
     let candidates = Candidates { all, by_old_name };
+    // the (back reference, field spec) pairs that apply, per referrer kind
+    let mut filters_by_gvk: HashMap<Gvk, Vec<(&NameBackRef, &FieldSpec)>> = HashMap::new();
     for res in resources.iter_mut() {
         let org = res.org_id();
-        let filters: Vec<(&NameBackRef, &FieldSpec)> = backrefs
-            .iter()
-            .flat_map(|b| b.referrers.iter().map(move |s| (b, s)))
-            .filter(|(_, spec)| org.gvk.is_selected_by(&spec.gvk))
-            .collect();
+        let filters = filters_by_gvk.entry(org.gvk).or_insert_with_key(|gvk| {
+            backrefs
+                .iter()
+                .flat_map(|b| b.referrers.iter().map(move |s| (b, s)))
+                .filter(|(_, spec)| gvk.is_selected_by(&spec.gvk))
+                .collect()
+        });
         if filters.is_empty() {
             continue;
         }
         let scope = Scope::of(res);
-        for (backref, spec) in filters {
+        let referrer_cur = res.cur_id();
+        let referrer_prefixes = res.prefixes.clone();
+        let referrer_suffixes = res.suffixes.clone();
+        for &(backref, spec) in filters.iter() {
             let context = Context {
-                referrer_cur: res.cur_id(),
-                referrer_prefixes: res.prefixes.clone(),
-                referrer_suffixes: res.suffixes.clone(),
+                referrer_cur: &referrer_cur,
+                referrer_prefixes: &referrer_prefixes,
+                referrer_suffixes: &referrer_suffixes,
                 role_ref_gvk: role_ref_gvk(res, spec),
-                target: backref.target.clone(),
+                target: &backref.target,
                 scope: &scope,
                 candidates: &candidates,
             };
-            let spec_any_kind = FieldSpec {
-                gvk: Gvk::default(),
-                ..spec.clone()
-            };
-            let id = res.cur_id();
-            spec_any_kind
-                .apply(res, &mut |node: &mut Value| context.set(node))
-                .map_err(|e| {
-                    format!(
-                        "updating name reference in '{}' field of {id}: {e}",
-                        spec.path.join("/")
-                    )
-                })?;
+            let mut root = Value::Object(std::mem::take(&mut res.obj));
+            let outcome = visit_path(
+                &mut root,
+                &spec.path,
+                spec.create,
+                &mut |node: &mut Value| context.set(node),
+            );
+            if let Value::Object(map) = root {
+                res.obj = map;
+            }
+            outcome.map_err(|e| {
+                format!(
+                    "updating name reference in '{}' field of {referrer_cur}: {e}",
+                    spec.path.join("/")
+                )
+            })?;
         }
     }
     Ok(())
@@ -161,11 +177,11 @@ fn role_ref_gvk(res: &Resource, spec: &FieldSpec) -> Option<Gvk> {
 }
 
 struct Context<'a> {
-    referrer_cur: ResId,
-    referrer_prefixes: Vec<String>,
-    referrer_suffixes: Vec<String>,
+    referrer_cur: &'a ResId,
+    referrer_prefixes: &'a [String],
+    referrer_suffixes: &'a [String],
     role_ref_gvk: Option<Gvk>,
-    target: Gvk,
+    target: &'a Gvk,
     scope: &'a Scope,
     candidates: &'a Candidates,
 }
@@ -277,7 +293,7 @@ impl Context<'_> {
                 all[i]
                     .prev
                     .iter()
-                    .any(|id| id.gvk.is_selected_by(&self.target))
+                    .any(|id| id.gvk.is_selected_by(self.target))
             })
             .filter(|&i| match &self.role_ref_gvk {
                 None => true,
@@ -297,8 +313,8 @@ impl Context<'_> {
             return Ok(Some(c[0]));
         }
         c.retain(|&i| {
-            same_ending(&all[i].prefixes, &self.referrer_prefixes)
-                && same_ending(&all[i].suffixes, &self.referrer_suffixes)
+            same_ending(&all[i].prefixes, self.referrer_prefixes)
+                && same_ending(&all[i].suffixes, self.referrer_suffixes)
         });
         match c.len() {
             0 => Ok(None),
@@ -342,8 +358,9 @@ mod tests {
                 _ => None,
             })
             .collect();
-        add_name_affix(&mut resources, "p-", "");
-        fix_name_references(&mut resources).expect("references fixed");
+        let config = crate::config::TransformerConfig::defaults();
+        add_name_affix(&mut resources, "p-", "", &config.name_prefix).expect("prefixed");
+        fix_name_references(&mut resources, &config.name_reference).expect("references fixed");
         let got: Vec<Value> = resources
             .into_iter()
             .map(|r| Value::Object(r.obj))

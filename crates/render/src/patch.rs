@@ -8,12 +8,12 @@ use crate::schema::{self, ListKind, Ty};
 /// Applies a strategic merge patch to an object. `Ok(None)` means the patch
 /// deleted the object (`$patch: delete` at its root).
 pub(crate) fn strategic_merge(
-    target: &Map<String, Value>,
+    target: Map<String, Value>,
     patch: &Map<String, Value>,
     root: Ty,
 ) -> Result<Option<Map<String, Value>>, String> {
     match merge_value(
-        Some(Value::Object(target.clone())),
+        Some(Value::Object(target)),
         &Value::Object(patch.clone()),
         root,
         root,
@@ -454,15 +454,11 @@ fn replace_at(doc: &mut Value, path: &str, value: Value) -> Result<(), String> {
         return Ok(());
     };
     match parent_mut(doc, parent, path)? {
-        Value::Object(map) => match map.get_mut(last) {
-            Some(slot) => {
-                *slot = value;
-                Ok(())
-            }
-            None => Err(format!(
-                "replace operation does not apply: doc is missing key: {path}: missing value"
-            )),
-        },
+        // kustomize's JSON patch library adds a missing key of a mapping
+        Value::Object(map) => {
+            map.insert(last.clone(), value);
+            Ok(())
+        }
         Value::Array(items) => {
             let i: usize = last
                 .parse()
@@ -540,7 +536,7 @@ mod tests {
             "v1",
             t.get("kind").and_then(Value::as_str).unwrap_or(""),
         );
-        let out = strategic_merge(&t, &obj(patch), root).expect("merge");
+        let out = strategic_merge(t, &obj(patch), root).expect("merge");
         let want = obj(expected);
         assert_eq!(out, Some(want), "target:\n{target}\npatch:\n{patch}");
     }
@@ -583,15 +579,14 @@ mod tests {
 
     #[test]
     fn strategic_merge_root_delete() {
-        let out =
-            strategic_merge(&obj(DEPLOY), &obj("$patch: delete"), Ty::Unknown).expect("merge");
+        let out = strategic_merge(obj(DEPLOY), &obj("$patch: delete"), Ty::Unknown).expect("merge");
         assert_eq!(out, None);
     }
 
     #[test]
     fn strategic_merge_kind_mismatch_is_an_error() {
         let err =
-            strategic_merge(&obj("a: {b: 1}"), &obj("a: 5"), Ty::Unknown).expect_err("mismatch");
+            strategic_merge(obj("a: {b: 1}"), &obj("a: 5"), Ty::Unknown).expect_err("mismatch");
         assert!(err.contains("wrong node kind"), "{err}");
     }
 
@@ -635,14 +630,24 @@ mod tests {
             "a: {b: 1}\nc: {b: 1}",
         );
         check_json("a: 1", "[{op: test, path: /a, value: 1}]", "a: 1");
+        // kustomize's JSON patch adds a key `replace` finds missing
+        check_json(
+            "a: {b: 1}",
+            "[{op: replace, path: /a/c, value: 2}]",
+            "a: {b: 1, c: 2}",
+        );
     }
 
     #[test]
     fn json_patch_errors() {
         let mut d = parse_single("a: {}").expect("doc");
-        let ops = json_ops(&parse_single("[{op: replace, path: /a/x, value: 1}]").expect("p"))
+        let ops = json_ops(&parse_single("[{op: replace, path: /b/x, value: 1}]").expect("p"))
             .expect("ops");
         assert!(json_patch(&mut d, &ops).is_err());
+        let ops = json_ops(&parse_single("[{op: replace, path: /l/1, value: 1}]").expect("p"))
+            .expect("ops");
+        let mut l = parse_single("l: [0]").expect("doc");
+        assert!(json_patch(&mut l, &ops).is_err());
         let ops =
             json_ops(&parse_single("[{op: add, path: /x/y, value: 1}]").expect("p")).expect("ops");
         assert!(json_patch(&mut d, &ops).is_err());

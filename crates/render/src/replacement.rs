@@ -7,13 +7,19 @@ use crate::kustomization::{FieldOptions, Replacement, Selector, SourceSelector};
 use crate::resource::{Gvk, ResId, Resource};
 use crate::select::Matcher;
 
-/// Splits a field path on dots, keeping `[...]` groups whole.
+/// Splits a field path on dots, keeping `[...]` groups whole; `\.` is a
+/// dot inside a field name.
 pub(crate) fn split_field_path(path: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut depth = 0usize;
-    for c in path.chars() {
+    let mut chars = path.chars().peekable();
+    while let Some(c) = chars.next() {
         match c {
+            '\\' if chars.peek() == Some(&'.') => {
+                chars.next();
+                cur.push('.');
+            }
             '[' => {
                 if depth == 0 && !cur.is_empty() {
                     out.push(std::mem::take(&mut cur));
@@ -42,7 +48,7 @@ pub(crate) fn split_field_path(path: &str) -> Vec<String> {
     out
 }
 
-fn scalar_text(v: &Value) -> Option<String> {
+pub(crate) fn scalar_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(crate::yaml::number_text(n)),
@@ -112,7 +118,8 @@ fn visit(
     };
     if node.is_null() && create {
         *node = match first {
-            Seg::Field(_) => Value::Object(Map::new()),
+            // a number creates a list, as kustomize's path creation does
+            Seg::Field(name) if name.parse::<usize>().is_err() => Value::Object(Map::new()),
             _ => Value::Array(Vec::new()),
         };
     }
@@ -132,10 +139,15 @@ fn visit(
             Ok(n)
         }
         (Seg::Field(name), Value::Array(items)) => match name.parse::<usize>() {
-            Ok(i) => match items.get_mut(i) {
-                Some(child) => visit(child, rest, create, f),
-                None => Ok(0),
-            },
+            Ok(i) => {
+                if create && i == items.len() {
+                    items.push(Value::Null);
+                }
+                match items.get_mut(i) {
+                    Some(child) => visit(child, rest, create, f),
+                    None => Ok(0),
+                }
+            }
             Err(_) => Ok(0),
         },
         (Seg::Index(i), Value::Array(items)) => match items.get_mut(*i) {
@@ -411,6 +423,10 @@ mod tests {
 
     #[test]
     fn field_paths_split() {
+        assert_eq!(
+            split_field_path("metadata.labels.app\\.kubernetes\\.io/version"),
+            vec!["metadata", "labels", "app.kubernetes.io/version"]
+        );
         assert_eq!(
             split_field_path("spec.template.spec.containers.[name=a.b].image"),
             vec![

@@ -138,6 +138,15 @@ impl fmt::Display for ResId {
     }
 }
 
+/// A transformer that ran over a resource: where it is configured, its
+/// kind and (for a plugin configuration) its name.
+#[derive(Debug)]
+pub(crate) struct Transformation {
+    pub configured_in: PathBuf,
+    pub kind: String,
+    pub name: Option<String>,
+}
+
 /// What a generator asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Behavior {
@@ -158,6 +167,15 @@ pub(crate) struct Resource {
     pub behavior: Option<Behavior>,
     /// Whether the name gets the content hash suffix at the end.
     pub needs_hash: bool,
+    /// The vars bound to this resource.
+    pub ref_var_names: Vec<String>,
+    /// The built-in generator that made it (for origin annotations).
+    pub generated_by: Option<&'static str>,
+    /// The name of the `generators` plugin configuration that made it.
+    pub generator_name: Option<String>,
+    /// The transformers that ran over it (recorded only for
+    /// `buildMetadata: [transformerAnnotations]`).
+    pub transformations: Vec<Arc<Transformation>>,
     /// The file the resource was read from (or the kustomization that
     /// generated it).
     pub origin: Arc<PathBuf>,
@@ -172,12 +190,16 @@ impl Resource {
             suffixes: Vec::new(),
             behavior: None,
             needs_hash: false,
+            ref_var_names: Vec::new(),
+            generated_by: None,
+            generator_name: None,
+            transformations: Vec::new(),
             origin,
         }
     }
 
     pub fn str_field(&self, key: &str) -> &str {
-        self.obj.get(key).and_then(Value::as_str).unwrap_or("")
+        field(&self.obj, key).and_then(Value::as_str).unwrap_or("")
     }
 
     pub fn kind(&self) -> &str {
@@ -194,7 +216,11 @@ impl Resource {
 
     /// A metadata scalar as text (`name: 123` is the name "123").
     fn meta_str(&self, key: &str) -> Cow<'_, str> {
-        match self.obj.get("metadata").and_then(|m| m.get(key)) {
+        let meta = match field(&self.obj, "metadata") {
+            Some(Value::Object(m)) => m,
+            _ => return Cow::Borrowed(""),
+        };
+        match field(meta, key) {
             Some(Value::String(s)) => Cow::Borrowed(s),
             Some(Value::Number(n)) => Cow::Owned(crate::yaml::number_text(n)),
             Some(Value::Bool(b)) => Cow::Owned(b.to_string()),
@@ -261,6 +287,16 @@ impl Resource {
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default()
+    }
+}
+
+/// `map[key]`, found by comparing keys when the map is small (objects'
+/// top level and metadata are): cheaper than hashing the key.
+pub(crate) fn field<'m>(map: &'m Map<String, Value>, key: &str) -> Option<&'m Value> {
+    if map.len() <= 16 {
+        map.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+    } else {
+        map.get(key)
     }
 }
 

@@ -17,11 +17,58 @@ pub(crate) struct Matcher {
     annotations: Vec<Requirement>,
 }
 
+/// A Go (RE2) pattern in the syntax of the `regex` crate: Go takes a `{`
+/// that does not begin a repetition (`{2}`, `{2,}`, `{2,5}`) literally, as
+/// in `${CLUSTER_NAME}`; `regex` refuses it.
+pub(crate) fn go_pattern(pattern: &str) -> String {
+    let bytes = pattern.as_bytes();
+    let mut out = String::with_capacity(pattern.len() + 4);
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c == b'\\' && i + 1 < bytes.len() {
+            let next = pattern[i + 1..].chars().next().map_or(1, char::len_utf8);
+            out.push_str(&pattern[i..i + 1 + next]);
+            i += 1 + next;
+            continue;
+        }
+        if c == b'{' && !is_repetition(&pattern[i..]) {
+            out.push_str("\\{");
+            i += 1;
+            continue;
+        }
+        if c == b'}' && !out.ends_with(|ch: char| ch.is_ascii_digit() || ch == ',') {
+            out.push_str("\\}");
+            i += 1;
+            continue;
+        }
+        let len = pattern[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&pattern[i..i + len]);
+        i += len;
+    }
+    out
+}
+
+/// Whether `s` (starting at `{`) is a repetition `{n}`, `{n,}` or `{n,m}`.
+fn is_repetition(s: &str) -> bool {
+    let Some(end) = s.find('}') else {
+        return false;
+    };
+    let inner = &s[1..end];
+    let (min, max) = match inner.split_once(',') {
+        Some((a, b)) => (a, Some(b)),
+        None => (inner, None),
+    };
+    !min.is_empty()
+        && min.bytes().all(|b| b.is_ascii_digit())
+        && max.is_none_or(|m| m.bytes().all(|b| b.is_ascii_digit()))
+}
+
 fn anchored(field: &str, pattern: &str) -> Result<Option<regex::Regex>, String> {
     if pattern.is_empty() {
         return Ok(None);
     }
-    regex::Regex::new(&format!("^(?:{pattern})$"))
+    regex::Regex::new(&format!("^(?:{})$", go_pattern(pattern)))
         .map(Some)
         .map_err(|e| format!("{field} {pattern:?} is not a valid regular expression: {e}"))
 }
@@ -52,29 +99,47 @@ impl Matcher {
     }
 
     fn matches_meta(&self, res: &Resource) -> bool {
-        (self.labels.is_empty() || matches_all(&self.labels, &res.meta_map("labels")))
-            && (self.annotations.is_empty()
-                || matches_all(&self.annotations, &res.meta_map("annotations")))
+        let empty = Map::new();
+        let meta = |key: &str| {
+            res.obj
+                .get("metadata")
+                .and_then(|m| m.get(key))
+                .and_then(Value::as_object)
+                .unwrap_or(&empty)
+        };
+        (self.labels.is_empty() || matches_all(&self.labels, meta("labels")))
+            && (self.annotations.is_empty() || matches_all(&self.annotations, meta("annotations")))
     }
 
     /// kustomize's patch target semantics: the original or the current
     /// namespace and name, the current group/version/kind.
     pub fn selects_for_patch(&self, res: &Resource) -> bool {
-        let cur = res.cur_id();
-        let org = res.org_id();
-        if !(is_match(&self.namespace, selector_namespace(&org))
-            || is_match(&self.namespace, selector_namespace(&cur)))
+        // borrowed views of the ids: this runs for every resource and patch
+        let api_version = res.api_version();
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let kind = res.kind();
+        if !(is_match(&self.group, group)
+            && is_match(&self.version, version)
+            && is_match(&self.kind, kind))
         {
             return false;
         }
-        if !(is_match(&self.name, &org.name) || is_match(&self.name, &cur.name)) {
+        let cur_name = res.name();
+        let org_name = res
+            .prev_ids
+            .first()
+            .map_or(&*cur_name, |id| id.name.as_str());
+        if !(is_match(&self.name, org_name) || is_match(&self.name, &cur_name)) {
             return false;
         }
-        if !(is_match(&self.group, &cur.gvk.group)
-            && is_match(&self.version, &cur.gvk.version)
-            && is_match(&self.kind, &cur.gvk.kind))
-        {
-            return false;
+        if self.namespace.is_some() {
+            let cur = res.cur_id();
+            let org = res.org_id();
+            if !(is_match(&self.namespace, selector_namespace(&org))
+                || is_match(&self.namespace, selector_namespace(&cur)))
+            {
+                return false;
+            }
         }
         self.matches_meta(res)
     }
@@ -205,6 +270,20 @@ mod tests {
             expected,
             "{selector} on {labels:?}"
         );
+    }
+
+    #[test]
+    fn go_patterns() {
+        for (pattern, name, matches) in [
+            ("${CLUSTER_NAME}", "${CLUSTER_NAME}", false),
+            ("a{2}", "aa", true),
+            ("a{2,}", "aaa", true),
+            ("x{y}", "x{y}", true),
+            ("app-.*", "app-web", true),
+        ] {
+            let re = anchored("name", pattern).expect("compiles").expect("set");
+            assert_eq!(re.is_match(name), matches, "{pattern} on {name}");
+        }
     }
 
     #[test]

@@ -5,30 +5,73 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::fieldspec::{self, FieldSpec};
+use crate::config::TransformerConfig;
+use crate::fieldspec::FieldSpec;
 use crate::kustomization::ImageSpec;
 use crate::resource::{Gvk, Resource};
 
+/// Which role binding subjects get the namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Subjects {
+    /// Subjects named `default` (kustomize's default).
+    DefaultOnly,
+    /// Every service account subject.
+    AllServiceAccounts,
+    /// None.
+    None,
+}
+
 /// Sets the namespace of every namespaced resource (and the fields that
 /// carry a namespace), as kustomize's `namespace:` does.
-pub(crate) fn set_namespace(resources: &mut [Resource], namespace: &str) -> Result<(), String> {
-    let extra = fieldspec::namespace_extra();
+pub(crate) fn set_namespace(
+    resources: &mut [Resource],
+    namespace: &str,
+    specs: &[FieldSpec],
+) -> Result<(), String> {
+    set_namespace_with(resources, namespace, specs, false, Subjects::DefaultOnly)
+}
+
+/// [`set_namespace`] with the options of a `NamespaceTransformer`.
+pub(crate) fn set_namespace_with(
+    resources: &mut [Resource],
+    namespace: &str,
+    specs: &[FieldSpec],
+    unset_only: bool,
+    subjects_mode: Subjects,
+) -> Result<(), String> {
+    let (meta, extra): (Vec<&FieldSpec>, Vec<&FieldSpec>) = specs
+        .iter()
+        .partition(|s| s.path == ["metadata", "namespace"]);
     for res in resources.iter_mut() {
+        // unsetOnly keeps namespaces already set (role binding subjects
+        // are still updated)
+        let keep = unset_only && !res.namespace().is_empty();
         res.store_prev_id();
         let gvk = res.gvk();
-        if !gvk.is_cluster_scoped() {
-            res.set_namespace(namespace);
-        }
-        if gvk.kind == "Namespace" && res.api_version() == "v1" {
-            res.set_name(namespace);
+        if !keep && meta.iter().any(|s| s.selects(&gvk)) {
+            if !gvk.is_cluster_scoped() {
+                res.set_namespace(namespace);
+            }
+            if gvk.kind == "Namespace" && res.api_version() == "v1" {
+                res.set_name(namespace);
+            }
         }
         if (gvk.kind == "RoleBinding" || gvk.kind == "ClusterRoleBinding")
+            && subjects_mode != Subjects::None
             && let Some(Value::Array(subjects)) = res.obj.get_mut("subjects")
         {
             for subject in subjects.iter_mut() {
-                if let Value::Object(s) = subject
-                    && s.get("name").and_then(Value::as_str) == Some("default")
-                {
+                let Value::Object(s) = subject else { continue };
+                let update = match subjects_mode {
+                    Subjects::DefaultOnly => {
+                        s.get("name").and_then(Value::as_str) == Some("default")
+                    }
+                    Subjects::AllServiceAccounts => {
+                        s.get("kind").and_then(Value::as_str) == Some("ServiceAccount")
+                    }
+                    Subjects::None => false,
+                };
+                if update {
                     s.insert("namespace".into(), Value::String(namespace.into()));
                 }
             }
@@ -36,6 +79,8 @@ pub(crate) fn set_namespace(resources: &mut [Resource], namespace: &str) -> Resu
         for spec in &extra {
             spec.apply(res, &mut |node: &mut Value| -> Result<(), String> {
                 match node {
+                    Value::Null if !spec.create => Ok(()),
+                    Value::String(s) if unset_only && !s.is_empty() => Ok(()),
                     Value::Object(_) | Value::Array(_) => Err(format!(
                         "namespace field {} must be a scalar",
                         spec.path.join("/")
@@ -67,24 +112,56 @@ fn skips_rename(gvk: &Gvk) -> bool {
         || (gvk.kind == "APIService" && gvk.group == "apiregistration.k8s.io")
 }
 
-/// Adds a name prefix or suffix to every resource kustomize renames.
-pub(crate) fn add_name_affix(resources: &mut [Resource], prefix: &str, suffix: &str) {
+/// Adds a name prefix or suffix to every resource kustomize renames (and
+/// to the other fields the configuration's specs name).
+pub(crate) fn add_name_affix(
+    resources: &mut [Resource],
+    prefix: &str,
+    suffix: &str,
+    specs: &[FieldSpec],
+) -> Result<(), String> {
     for res in resources.iter_mut() {
         if skips_rename(&res.org_id().gvk) {
             continue;
         }
-        if !prefix.is_empty() {
-            res.prefixes.push(prefix.to_string());
-            res.store_prev_id();
-            let name = format!("{prefix}{}", res.name());
-            res.set_name(&name);
+        let gvk = res.gvk();
+        for spec in specs {
+            if !spec.selects(&gvk) {
+                continue;
+            }
+            if spec.path == ["metadata", "name"] {
+                rename_with_affix(res, prefix, suffix);
+                continue;
+            }
+            let id = res.cur_id();
+            spec.apply(res, &mut |node: &mut Value| -> Result<(), String> {
+                match node {
+                    Value::Null => Ok(()),
+                    Value::String(s) => {
+                        *s = format!("{prefix}{s}{suffix}");
+                        Ok(())
+                    }
+                    _ => Err(format!(
+                        "{id}: field {} is not a string",
+                        spec.path.join("/")
+                    )),
+                }
+            })?;
         }
-        if !suffix.is_empty() {
-            res.suffixes.push(suffix.to_string());
-            res.store_prev_id();
-            let name = format!("{}{suffix}", res.name());
-            res.set_name(&name);
-        }
+    }
+    Ok(())
+}
+
+/// Renames with a prefix and a suffix as one kustomize transformer does:
+/// both are recorded (even an empty one: the name-reference choice compares
+/// these lists), the previous id once.
+fn rename_with_affix(res: &mut Resource, prefix: &str, suffix: &str) {
+    res.prefixes.push(prefix.to_string());
+    res.suffixes.push(suffix.to_string());
+    if !prefix.is_empty() || !suffix.is_empty() {
+        res.store_prev_id();
+        let name = format!("{prefix}{}{suffix}", res.name());
+        res.set_name(&name);
     }
 }
 
@@ -98,9 +175,8 @@ pub(crate) fn add_map_entries(
         return Ok(());
     }
     for res in resources.iter_mut() {
-        let id = res.cur_id();
         for spec in specs {
-            spec.apply(res, &mut |node: &mut Value| -> Result<(), String> {
+            spec.apply(res, &mut |node: &mut Value| -> Result<(), ()> {
                 if node.is_null() {
                     *node = Value::Object(Map::new());
                 }
@@ -111,8 +187,15 @@ pub(crate) fn add_map_entries(
                         }
                         Ok(())
                     }
-                    _ => Err(format!("{id}: field {} is not a map", spec.path.join("/"))),
+                    _ => Err(()),
                 }
+            })
+            .map_err(|()| {
+                format!(
+                    "{}: field {} is not a map",
+                    res.cur_id(),
+                    spec.path.join("/")
+                )
             })?;
         }
     }
@@ -124,14 +207,15 @@ pub(crate) fn label_specs(
     include_selectors: bool,
     include_templates: bool,
     fields: &[FieldSpec],
+    config: &TransformerConfig,
 ) -> Vec<FieldSpec> {
     let mut specs: Vec<FieldSpec> = fields.to_vec();
     if include_selectors {
-        specs.extend(fieldspec::common_labels());
+        specs.extend(config.common_labels.iter().cloned());
     } else {
         specs.push(FieldSpec::new("", "", "", "metadata/labels", true));
         if include_templates {
-            specs.extend(fieldspec::template_labels());
+            specs.extend(config.template_labels.iter().cloned());
         }
     }
     specs
@@ -142,15 +226,53 @@ pub(crate) fn set_replicas(
     resources: &mut [Resource],
     name: &str,
     count: i64,
+    specs: &[FieldSpec],
 ) -> Result<(), String> {
-    let specs = fieldspec::replicas();
+    let all: Vec<usize> = (0..resources.len()).collect();
+    set_replicas_among(resources, &all, name, count, specs)
+}
+
+/// Applies every `replicas` entry, finding the resources by name through
+/// one index (replica counts rename nothing). Errors name the entry.
+pub(crate) fn set_all_replicas(
+    resources: &mut [Resource],
+    entries: &[crate::kustomization::ReplicaSpec],
+    specs: &[FieldSpec],
+) -> Result<(), (usize, String)> {
+    let mut by_name: std::collections::HashMap<String, Vec<usize>> =
+        std::collections::HashMap::new();
+    for (i, res) in resources.iter().enumerate() {
+        let mut names: Vec<String> = res.prev_ids.iter().map(|id| id.name.clone()).collect();
+        names.push(res.name().into_owned());
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            by_name.entry(name).or_default().push(i);
+        }
+    }
+    for (i, entry) in entries.iter().enumerate() {
+        let among = by_name.get(&entry.name).map(Vec::as_slice).unwrap_or(&[]);
+        set_replicas_among(resources, among, &entry.name, entry.count, specs)
+            .map_err(|m| (i, m))?;
+    }
+    Ok(())
+}
+
+fn set_replicas_among(
+    resources: &mut [Resource],
+    among: &[usize],
+    name: &str,
+    count: i64,
+    specs: &[FieldSpec],
+) -> Result<(), String> {
     let mut found = false;
-    for res in resources.iter_mut() {
+    for &i in among {
+        let res = &mut resources[i];
         if res.name() != name && !res.prev_ids.iter().any(|id| id.name == name) {
             continue;
         }
         let cur = res.cur_id();
-        for spec in &specs {
+        for spec in specs {
             let matches = res
                 .prev_ids
                 .iter()
@@ -175,9 +297,12 @@ pub(crate) fn set_replicas(
 }
 
 /// Applies one `images` entry to every container image it matches.
-pub(crate) fn set_image(resources: &mut [Resource], image: &ImageSpec) -> Result<(), String> {
+pub(crate) fn set_image(
+    resources: &mut [Resource],
+    image: &ImageSpec,
+    specs: &[FieldSpec],
+) -> Result<(), String> {
     let matcher = ImageMatcher::new(&image.name)?;
-    let specs = fieldspec::images();
     for res in resources.iter_mut() {
         // Containers anywhere in the object.
         let mut root = Value::Object(std::mem::take(&mut res.obj));
@@ -185,7 +310,7 @@ pub(crate) fn set_image(resources: &mut [Resource], image: &ImageSpec) -> Result
         if let Value::Object(map) = root {
             res.obj = map;
         }
-        for spec in &specs {
+        for spec in specs {
             let spec = FieldSpec {
                 create: false,
                 ..spec.clone()

@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use pilothouse_render::{RenderError, RenderOptions, render_dir};
+use pilothouse_render::{LoadRestrictions, RenderError, RenderOptions, render_dir};
 
 fn write(dir: &Path, name: &str, text: &str) {
     let path = dir.join(name);
@@ -228,6 +228,46 @@ fn confined_renders_stay_inside_the_boundary() {
     );
 }
 
+#[test]
+fn load_restrictions_off_still_stay_inside_the_boundary() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    write(
+        tmp.path(),
+        "repo/shared/patch.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {shared: \"yes\"}\n",
+    );
+    write(tmp.path(), "secret.env", "TOKEN=host-secret\n");
+    write(
+        tmp.path(),
+        "repo/app/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+    );
+    write(
+        tmp.path(),
+        "repo/app/kustomization.yaml",
+        "resources: [cm.yaml]\npatches:\n- path: ../shared/patch.yaml\n",
+    );
+    let dir = tmp.path().join("repo/app");
+    // kustomize's default: files only below the kustomization
+    let err = render_dir(&dir, &RenderOptions::default()).expect_err("root only");
+    assert!(matches!(err, RenderError::OutsideRoot { .. }), "{err:?}");
+    let unrestricted = RenderOptions {
+        load_restrictions: LoadRestrictions::None,
+        confine_to: Some(tmp.path().join("repo")),
+        ..RenderOptions::default()
+    };
+    let objects = render_dir(&dir, &unrestricted).expect("restrictions off");
+    assert_eq!(objects[0]["data"]["shared"], "yes");
+    // ... but never outside the checkout
+    write(
+        tmp.path(),
+        "repo/app/kustomization.yaml",
+        "configMapGenerator:\n- name: g\n  envs: [../../secret.env]\n",
+    );
+    let err = render_dir(&dir, &unrestricted).expect_err("outside the checkout");
+    assert!(matches!(err, RenderError::OutsideRoot { .. }), "{err:?}");
+}
+
 #[cfg(unix)]
 #[test]
 fn symlinked_generator_file_escaping_the_root_is_refused() {
@@ -271,14 +311,21 @@ fn unsupported_fields_are_named() {
         "kustomization.yaml",
         "vars:\n- name: X\n  objref: {kind: Service, name: s, apiVersion: v1}\n",
     );
-    let err = check_error(tmp.path(), &["vars", "not supported"]);
-    assert!(matches!(err, RenderError::Unsupported { .. }), "{err:?}");
+    // A var naming no resource is kustomize's error too.
+    let err = check_error(tmp.path(), &["vars", "cannot be mapped"]);
+    assert!(matches!(err, RenderError::Transform { .. }), "{err:?}");
 
     write(tmp.path(), "kustomization.yaml", "helmCharts:\n- name: x\n");
     check_error(tmp.path(), &["helmCharts", "not supported"]);
 
+    // External (exec or KRM function) plugins are named, never run.
     write(tmp.path(), "kustomization.yaml", "transformers: [t.yaml]\n");
-    check_error(tmp.path(), &["transformers", "not supported"]);
+    write(
+        tmp.path(),
+        "t.yaml",
+        "apiVersion: example.com/v1\nkind: SopsDecrypter\nmetadata: {name: x}\n",
+    );
+    check_error(tmp.path(), &["transformers", "SopsDecrypter", "external"]);
 }
 
 #[test]
