@@ -199,3 +199,56 @@ fn unknown_cloud_is_a_usage_error() {
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("azure"));
 }
+
+#[test]
+fn the_load_restrictor_is_kubectls() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // a template directory patching with a file of its parent, as
+    // cluster-api's templates do
+    write(
+        tmp.path(),
+        "templates/kustomization.yaml",
+        "resources: [app.yaml]\npatches:\n  - path: ../shared/patch.yaml\n",
+    );
+    write(tmp.path(), "templates/app.yaml", APP);
+    write(
+        tmp.path(),
+        "shared/patch.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {type: ClusterIP}\n",
+    );
+    let dir = tmp.path().join("templates");
+    let dir = dir.to_str().expect("utf8");
+    let kubectl = |extra: &[&str]| {
+        Command::new("kubectl")
+            .arg("kustomize")
+            .arg(dir)
+            .args(extra)
+            .output()
+            .expect("kubectl runs")
+    };
+
+    let refused = pilothouse(&["render", dir]);
+    assert!(!refused.status.success());
+    assert!(!kubectl(&[]).status.success(), "kubectl refuses it too");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("patch.yaml"), "{stderr}");
+
+    let none = ["--load-restrictor", "LoadRestrictionsNone"];
+    let ours = pilothouse(&[&["render", dir][..], &none[..]].concat());
+    assert!(
+        ours.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ours.stderr)
+    );
+    let theirs = kubectl(&none);
+    assert!(theirs.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&ours.stdout),
+        String::from_utf8_lossy(&theirs.stdout)
+    );
+
+    let wrong = pilothouse(&["render", dir, "--load-restrictor", "Off"]);
+    assert!(!wrong.status.success());
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(stderr.contains("LoadRestrictionsNone"), "{stderr}");
+}

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use pilothouse_render::{Cloud, CloudProfiles, RenderOptions};
+use pilothouse_render::{Cloud, CloudProfiles, LoadRestrictions, RenderOptions};
 
 /// Options of `pilothouse render`.
 #[derive(Debug, Args)]
@@ -23,6 +23,22 @@ pub struct RenderArgs {
     /// enclosing DIR, or the built-in profiles when there is none.
     #[arg(long, requires = "cloud", alias = "clouds")]
     cloud_profiles: Option<PathBuf>,
+    /// As kubectl's: `LoadRestrictionsRootOnly` (the default) keeps the
+    /// files a kustomization reads within its directory;
+    /// `LoadRestrictionsNone` lets it read any file.
+    #[arg(long, default_value = "LoadRestrictionsRootOnly", value_parser = parse_load_restrictor)]
+    load_restrictor: LoadRestrictions,
+}
+
+/// kubectl's names of the load restrictors.
+pub(super) fn parse_load_restrictor(s: &str) -> Result<LoadRestrictions, String> {
+    match s {
+        "LoadRestrictionsRootOnly" => Ok(LoadRestrictions::RootOnly),
+        "LoadRestrictionsNone" => Ok(LoadRestrictions::None),
+        other => Err(format!(
+            "`{other}` is not a load restrictor: use LoadRestrictionsRootOnly or LoadRestrictionsNone"
+        )),
+    }
 }
 
 fn parse_cloud(s: &str) -> Result<Cloud, String> {
@@ -32,7 +48,10 @@ fn parse_cloud(s: &str) -> Result<Cloud, String> {
 /// Renders and prints the objects as multi-document YAML, written at once so
 /// that a failure leaves stdout empty.
 pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
-    let mut options = RenderOptions::default();
+    let mut options = RenderOptions {
+        load_restrictions: args.load_restrictor,
+        ..RenderOptions::default()
+    };
     if let Some(cloud) = args.cloud {
         let profiles = match args.cloud_profiles.as_deref() {
             Some(path) => {

@@ -129,6 +129,12 @@ pub struct ServeArgs {
     /// How often each cluster is scanned for drift (plus up to 10% jitter).
     #[arg(long, env = "PILOTHOUSE_DRIFT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     drift_interval: Duration,
+    /// For every kustomization of the desired-state repository, as
+    /// kubectl's flag: `LoadRestrictionsNone` lets one read files outside
+    /// its directory (cluster-api templates need it); reads never leave the
+    /// repository's checkout either way.
+    #[arg(long, env = "PILOTHOUSE_LOAD_RESTRICTOR", default_value = "LoadRestrictionsRootOnly", value_parser = super::render::parse_load_restrictor)]
+    load_restrictor: pilothouse_render::LoadRestrictions,
     /// How often health is re-assessed while a cluster is not healthy.
     #[arg(long, env = "PILOTHOUSE_HEALTH_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     health_interval: Duration,
@@ -230,6 +236,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             self_heal_interval: args.self_heal_interval,
             health_interval: args.health_interval,
             drift_interval: args.drift_interval,
+            load_restrictions: args.load_restrictor,
             ..ControllerSettings::default()
         },
     );

@@ -164,8 +164,9 @@ impl Controller {
             .map_err(Unknown::from_error(rev.clone()))?;
         let sub_path = repository.settings.path.clone();
         let (cluster_name, cloud) = (cluster.name.clone(), cluster.cloud.as_str().to_owned());
+        let restrictions = self.settings.load_restrictions;
         let desired = tokio::task::spawn_blocking(move || {
-            render_cluster(&checkout, &sub_path, &cluster_name, &cloud)
+            render_cluster(&checkout, &sub_path, &cluster_name, &cloud, restrictions)
         })
         .await
         .map_err(Unknown::from_error(rev.clone()))?

@@ -50,6 +50,9 @@ pub struct ControllerSettings {
     /// How often each cluster is scanned for drift (jitter of up to 10% is
     /// added); clusters are also scanned after each sync and on demand.
     pub drift_interval: Duration,
+    /// Whether kustomizations of the desired-state repository may read
+    /// files outside their own directory (never outside the checkout).
+    pub load_restrictions: pilothouse_render::LoadRestrictions,
     /// How often the scheduler looks at the fleet.
     pub tick: Duration,
 }
@@ -67,6 +70,7 @@ impl Default for ControllerSettings {
             self_heal_interval: Duration::from_secs(30),
             health_interval: Duration::from_secs(10),
             drift_interval: Duration::from_secs(300),
+            load_restrictions: pilothouse_render::LoadRestrictions::RootOnly,
             tick: Duration::from_secs(1),
         }
     }

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use pilothouse_fleet::{InventoryEntry, ObjectKey, SyncOptions, SyncOutcome};
-use pilothouse_render::{CloudProfiles, RenderOptions};
+use pilothouse_render::{CloudProfiles, LoadRestrictions, RenderOptions};
 use pilothouse_store::{
     Cluster, ClusterSyncStatus, Health, InventoryRecord, ObjectAction, ScanTrigger, SyncMode,
     SyncObjectRecord, SyncRecord, SyncResult, SyncTrigger,
@@ -225,8 +225,9 @@ impl Controller {
         let sub_path = repository.settings.path.clone();
         let cluster_name = cluster.name.clone();
         let cloud = cluster.cloud.as_str().to_owned();
+        let restrictions = self.settings.load_restrictions;
         let rendered = tokio::task::spawn_blocking(move || {
-            render_cluster(&checkout, &sub_path, &cluster_name, &cloud)
+            render_cluster(&checkout, &sub_path, &cluster_name, &cloud, restrictions)
         })
         .await?;
         let desired = match rendered {
@@ -272,8 +273,9 @@ impl Controller {
         let checkout = self.checkout(&repository, &revision).await?;
         let sub_path = repository.settings.path.clone();
         let (name, cloud) = (cluster.name.clone(), cluster.cloud.as_str().to_owned());
+        let restrictions = self.settings.load_restrictions;
         let desired = tokio::task::spawn_blocking(move || {
-            render_cluster(&checkout, &sub_path, &name, &cloud)
+            render_cluster(&checkout, &sub_path, &name, &cloud, restrictions)
         })
         .await?
         .map_err(anyhow::Error::msg)?;
@@ -478,6 +480,7 @@ pub(super) fn render_cluster(
     sub_path: &str,
     name: &str,
     cloud: &str,
+    load_restrictions: LoadRestrictions,
 ) -> Result<Vec<Value>, String> {
     let root = &checkout.join(sub_path);
     let cluster_dir = root.join("gitops/clusters").join(name);
@@ -499,6 +502,7 @@ pub(super) fn render_cluster(
     // a commit must not make the service read files outside the checkout
     let mut options = RenderOptions {
         confine_to: Some(checkout.to_owned()),
+        load_restrictions,
         ..RenderOptions::default()
     };
     if let Some(cloud) = render_cloud {
