@@ -82,9 +82,9 @@ try:
         json.dump(timings, f, indent=1, sort_keys=True)
 except OSError:
     pass
-print(f"\n{len(binaries)} test binaries in {time.monotonic() - started:.0f}s with {jobs} at once")
+print(f"\n{len(binaries)} test binaries in {time.monotonic() - started:.0f}s with {jobs} at once", flush=True)
 for name, seconds in sorted(timings.items(), key=lambda t: -t[1])[:8]:
-    print(f"  {seconds:7.1f}s  {name}")
+    print(f"  {seconds:7.1f}s  {name}", flush=True)
 
 doc = subprocess.run(["cargo", "test", "--workspace", "--doc", *cargo_args])
 if failed:

@@ -183,16 +183,24 @@ impl Controller {
         };
         match pushed {
             Ok(revision) => {
+                // the commit is pushed whatever happens next: a record that
+                // cannot be written is an error in the log (the next fetch
+                // records the head again), not a failed scaffold
                 let message = format!("scaffolded {path}");
-                let _ = self
+                if let Err(error) = self
                     .store
                     .record_repository_event(
                         RepositoryEventKind::Pushed,
                         Some(&revision.id),
                         &message,
                     )
-                    .await;
-                let _ = self.store.record_fetch(&revision_record(&revision)).await;
+                    .await
+                {
+                    tracing::error!(%error, revision = %revision.id, "recording the scaffold push failed");
+                }
+                if let Err(error) = self.store.record_fetch(&revision_record(&revision)).await {
+                    tracing::error!(%error, revision = %revision.id, "recording the pushed revision failed; the next fetch records it");
+                }
                 tracing::info!(cluster, revision = %revision.id, "scaffold pushed");
                 Ok(Scaffolded {
                     revision: revision.id,
@@ -206,10 +214,13 @@ impl Controller {
                     | ScaffoldError::NotPossible(m)
                     | ScaffoldError::Failed(m) => m.clone(),
                 };
-                let _ = self
+                if let Err(store) = self
                     .store
                     .record_repository_event(RepositoryEventKind::PushFailed, None, &message)
-                    .await;
+                    .await
+                {
+                    tracing::error!(error = %store, "recording the failed scaffold push failed");
+                }
                 Err(error)
             }
         }
