@@ -50,8 +50,9 @@ mod watch;
 mod yaml;
 
 pub use backup::{
-    ExportError, ExportOptions, ExportedObjects, RestoreAction, RestoreError, RestoreOptions,
-    RestoreReport, RestoreSummary, RestoredObject, SkippedObject, Unreadable, export, restore,
+    ExportError, ExportOptions, ExportedObjects, NotInArchive, RestoreAction, RestoreError,
+    RestoreOptions, RestoreReport, RestoreSummary, RestoredObject, SkippedObject, Unreadable,
+    export, only_namespaces, restore, volume_claims,
 };
 pub use checks::CheckSettings;
 pub use cloud::detect_cloud;

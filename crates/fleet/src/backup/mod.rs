@@ -12,6 +12,7 @@ mod clean;
 mod export;
 mod restore;
 mod rewrite;
+mod select;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,6 +23,7 @@ use serde_json::Value;
 
 pub use export::export;
 pub use restore::restore;
+pub use select::{NotInArchive, only_namespaces, volume_claims};
 
 use crate::sync::ObjectKey;
 

@@ -6,7 +6,7 @@
 //! with a consistent `VACUUM INTO` copy while `serve` runs, and its master
 //! key, to reach clusters); they need no running service.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,8 +16,8 @@ use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use pilothouse_backup::{ArchiveWriter, ManifestInfo, ReadLimits, VerifiedArchive, WriterOptions};
 use pilothouse_fleet::{
-    ExecServerPattern, ExportOptions, KubeconfigPolicy, ObjectKey, RestoreAction, RestoreOptions,
-    RestoreReport, SkippedObject,
+    ExecServerPattern, ExportOptions, KubeconfigPolicy, RestoreAction, RestoreOptions,
+    RestoreReport,
 };
 use pilothouse_render::{Cloud as ProfileCloud, CloudProfile, CloudProfiles};
 use pilothouse_store::{Cloud, Cluster, MasterKey, Store};
@@ -304,7 +304,7 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("the archive holds no cluster `{source}`"))?
             .map(|item| item.map(|archived| archived.object))
             .collect::<Result<_, _>>()?;
-        let (objects, left_out) = only_namespaces(objects, &args.namespaces)?;
+        let (objects, left_out) = pilothouse_fleet::only_namespaces(objects, &args.namespaces)?;
         let state = State::open(&args.data, true).await?;
         let target = state
             .cluster(args.to.as_deref().unwrap_or_default())
@@ -362,7 +362,7 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         )
         .await
         .with_context(|| format!("reading cluster `{}`", args.from))?;
-        let claims = claims(&exported.objects);
+        let claims = pilothouse_fleet::volume_claims(&exported.objects);
         let profiles = cloud_profiles(args.cloud_profiles.as_deref())?;
         let storage_class_map = profile_map(&profiles, to.cloud);
         // Said before anything happens, whatever the output format.
@@ -400,43 +400,6 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         print_report(&report, args.output)?;
         Ok(exit_code(&report))
     })
-}
-
-/// The PersistentVolumeClaims (and StatefulSet claim templates) among the
-/// objects, with their storage classes.
-fn claims(objects: &[Value]) -> Vec<(String, Option<String>)> {
-    let mut claims = Vec::new();
-    for object in objects {
-        let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default();
-        let name = object["metadata"]["name"].as_str().unwrap_or_default();
-        match object["kind"].as_str() {
-            Some("PersistentVolumeClaim") => claims.push((
-                format!("{namespace}/{name}"),
-                object["spec"]["storageClassName"]
-                    .as_str()
-                    .map(str::to_owned),
-            )),
-            Some("StatefulSet") => {
-                for template in object["spec"]["volumeClaimTemplates"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                {
-                    claims.push((
-                        format!(
-                            "{namespace}/{}-{name}-* (StatefulSet {name})",
-                            template["metadata"]["name"].as_str().unwrap_or_default()
-                        ),
-                        template["spec"]["storageClassName"]
-                            .as_str()
-                            .map(str::to_owned),
-                    ));
-                }
-            }
-            _ => {}
-        }
-    }
-    claims
 }
 
 /// Restores the archive's store into the data directory.
@@ -685,151 +648,6 @@ fn profile_map(profiles: &CloudProfiles, cloud: Cloud) -> BTreeMap<String, Strin
         .unwrap_or_default()
 }
 
-/// Objects of the given namespaces, with the cluster-scoped objects they
-/// need: their Namespaces, the CustomResourceDefinitions of their custom
-/// resources, the StorageClasses their claims name, the ClusterRoleBindings
-/// of their ServiceAccounts and the ClusterRoles bound inside them or by
-/// those bindings. Every other cluster-scoped object is left out and listed
-/// as skipped. All objects when no namespace is given. A namespace the
-/// archive does not hold is an error.
-fn only_namespaces(
-    objects: Vec<Value>,
-    namespaces: &[String],
-) -> anyhow::Result<(Vec<Value>, Vec<SkippedObject>)> {
-    if namespaces.is_empty() {
-        return Ok((objects, Vec::new()));
-    }
-    let held: BTreeSet<&str> = objects
-        .iter()
-        .filter_map(|object| object["metadata"]["namespace"].as_str())
-        .collect();
-    let missing: Vec<&str> = namespaces
-        .iter()
-        .map(String::as_str)
-        .filter(|namespace| !held.contains(namespace))
-        .collect();
-    if !missing.is_empty() {
-        bail!(
-            "the archive holds no objects in namespace(s) {} (it has: {})",
-            missing.join(", "),
-            held.iter().copied().collect::<Vec<_>>().join(", ")
-        );
-    }
-    let wanted: BTreeSet<&str> = namespaces.iter().map(String::as_str).collect();
-    let group_of = |object: &Value| {
-        object["apiVersion"]
-            .as_str()
-            .and_then(|version| version.rsplit_once('/'))
-            .map_or("", |(group, _)| group)
-            .to_owned()
-    };
-    let kind_of = |object: &Value| object["kind"].as_str().unwrap_or_default().to_owned();
-    let in_wanted = |object: &Value| {
-        object["metadata"]["namespace"]
-            .as_str()
-            .is_some_and(|namespace| wanted.contains(namespace))
-    };
-    // what the chosen namespaces' objects need
-    let mut custom_kinds = BTreeSet::new();
-    let mut classes = BTreeSet::new();
-    let mut cluster_roles = BTreeSet::new();
-    for object in objects.iter().filter(|object| in_wanted(object)) {
-        let (group, kind) = (group_of(object), kind_of(object));
-        custom_kinds.insert((group.clone(), kind.clone()));
-        match (group.as_str(), kind.as_str()) {
-            ("", "PersistentVolumeClaim") => {
-                classes.extend(
-                    object["spec"]["storageClassName"]
-                        .as_str()
-                        .map(str::to_owned),
-                );
-                classes.extend(
-                    object["metadata"]["annotations"]["volume.beta.kubernetes.io/storage-class"]
-                        .as_str()
-                        .map(str::to_owned),
-                );
-            }
-            ("apps", "StatefulSet") => {
-                for template in object["spec"]["volumeClaimTemplates"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                {
-                    classes.extend(
-                        template["spec"]["storageClassName"]
-                            .as_str()
-                            .map(str::to_owned),
-                    );
-                }
-            }
-            ("rbac.authorization.k8s.io", "RoleBinding")
-                if object["roleRef"]["kind"] == "ClusterRole" =>
-            {
-                cluster_roles.extend(object["roleRef"]["name"].as_str().map(str::to_owned));
-            }
-            _ => {}
-        }
-    }
-    let binds_wanted_account = |object: &Value| {
-        object["subjects"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|subject| {
-                subject["kind"] == "ServiceAccount"
-                    && subject["namespace"]
-                        .as_str()
-                        .is_some_and(|namespace| wanted.contains(namespace))
-            })
-    };
-    for object in &objects {
-        if object["metadata"]["namespace"].is_null()
-            && group_of(object) == "rbac.authorization.k8s.io"
-            && kind_of(object) == "ClusterRoleBinding"
-            && binds_wanted_account(object)
-        {
-            cluster_roles.extend(object["roleRef"]["name"].as_str().map(str::to_owned));
-        }
-    }
-    let needed = |object: &Value| -> bool {
-        let name = object["metadata"]["name"].as_str().unwrap_or_default();
-        match (group_of(object).as_str(), kind_of(object).as_str()) {
-            ("", "Namespace") => wanted.contains(name),
-            ("apiextensions.k8s.io", "CustomResourceDefinition") => {
-                let group = object["spec"]["group"].as_str().unwrap_or_default();
-                let kind = object["spec"]["names"]["kind"].as_str().unwrap_or_default();
-                custom_kinds.contains(&(group.to_owned(), kind.to_owned()))
-            }
-            ("storage.k8s.io", "StorageClass") => classes.contains(name),
-            ("rbac.authorization.k8s.io", "ClusterRole") => cluster_roles.contains(name),
-            ("rbac.authorization.k8s.io", "ClusterRoleBinding") => binds_wanted_account(object),
-            _ => false,
-        }
-    };
-    let mut kept = Vec::new();
-    let mut skipped = Vec::new();
-    let reason = format!(
-        "cluster-scoped, and not needed by namespace(s) {}",
-        namespaces.join(", ")
-    );
-    for object in objects {
-        match object["metadata"]["namespace"].as_str() {
-            Some(_) if in_wanted(&object) => kept.push(object),
-            Some(_) => {}
-            None if needed(&object) => kept.push(object),
-            None => {
-                if let Some(key) = ObjectKey::of(&object) {
-                    skipped.push(SkippedObject {
-                        key,
-                        reason: reason.clone(),
-                    });
-                }
-            }
-        }
-    }
-    Ok((kept, skipped))
-}
-
 /// Objects going to another cloud: they leave their StorageClasses behind
 /// (a class is a cloud's provisioner: the target's own classes, through the
 /// profile's map, are checked instead), and their `LoadBalancer` Services
@@ -993,7 +811,6 @@ impl Progress {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
 
     use super::*;
 
@@ -1008,74 +825,10 @@ mod tests {
     }
 
     #[test]
-    fn pairs_and_namespaces() {
+    fn pairs_and_profile_maps() {
         assert_eq!(parse_pair("a=b"), Ok(("a".into(), "b".into())));
         assert!(parse_pair("a").is_err());
         assert!(parse_pair("=b").is_err());
-        let rbac = "rbac.authorization.k8s.io/v1";
-        let objects = vec![
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}),
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}}),
-            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "shop"}}),
-            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b", "namespace": "other"}}),
-            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": "shop"},
-                   "spec": {"storageClassName": "fast"}}),
-            json!({"apiVersion": "shop.example.com/v1", "kind": "Cart", "metadata": {"name": "c", "namespace": "shop"}}),
-            json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-                   "metadata": {"name": "carts.shop.example.com"}, "spec": {"group": "shop.example.com", "names": {"kind": "Cart"}}}),
-            json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-                   "metadata": {"name": "dashboards.obs.example.com"}, "spec": {"group": "obs.example.com", "names": {"kind": "Dashboard"}}}),
-            json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "fast"}}),
-            json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "gp2"}}),
-            json!({"apiVersion": rbac, "kind": "RoleBinding", "metadata": {"name": "view", "namespace": "shop"},
-                   "roleRef": {"kind": "ClusterRole", "name": "viewer"}, "subjects": []}),
-            json!({"apiVersion": rbac, "kind": "ClusterRole", "metadata": {"name": "viewer"}}),
-            json!({"apiVersion": rbac, "kind": "ClusterRole", "metadata": {"name": "shop-operator"}}),
-            json!({"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": {"name": "shop-operator"},
-                   "roleRef": {"kind": "ClusterRole", "name": "shop-operator"},
-                   "subjects": [{"kind": "ServiceAccount", "name": "op", "namespace": "shop"}]}),
-            json!({"apiVersion": rbac, "kind": "ClusterRole", "metadata": {"name": "prometheus"}}),
-            json!({"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": {"name": "prometheus"},
-                   "roleRef": {"kind": "ClusterRole", "name": "prometheus"},
-                   "subjects": [{"kind": "ServiceAccount", "name": "prometheus", "namespace": "monitoring"}]}),
-            json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "high"}}),
-        ];
-        let (kept, skipped) = only_namespaces(objects.clone(), &["shop".to_owned()]).unwrap();
-        assert!(only_namespaces(objects, &["nope".to_owned()]).is_err());
-        let names: Vec<&str> = kept
-            .iter()
-            .map(|o| o["metadata"]["name"].as_str().unwrap())
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "shop",
-                "a",
-                "data",
-                "c",
-                "carts.shop.example.com",
-                "fast",
-                "view",
-                "viewer",
-                "shop-operator",
-                "shop-operator"
-            ]
-        );
-        let skipped: Vec<String> = skipped.iter().map(|s| s.key.to_string()).collect();
-        assert_eq!(skipped.len(), 6, "{skipped:?}");
-        for name in [
-            "Namespace other",
-            "dashboards.obs.example.com",
-            "gp2",
-            "ClusterRole prometheus",
-            "ClusterRoleBinding prometheus",
-            "high",
-        ] {
-            assert!(
-                skipped.iter().any(|s| s.contains(name)),
-                "{name}: {skipped:?}"
-            );
-        }
         let profiles = CloudProfiles::default();
         assert_eq!(
             profile_map(&profiles, Cloud::Eks).get("managed-premium"),
