@@ -94,11 +94,12 @@ async fn three_clouds_converge_follow_webhooks_prune_and_survive_broken_commits(
     kustomization = kustomization.replace("resources:\n", "resources:\n  - extra.yaml\n");
     repo.write("manifests/kustomization.yaml", &kustomization);
     let second = repo.commit("add extra config maps");
+    // refused before anything is asked of the controller (the router test
+    // counts the fetches it starts: none)
     assert_eq!(
         server.push_webhook(&second, "not-the-secret-at-all").await,
         401
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
     let state = server.get("/api/v1/clusters/prod-gke").await;
     assert_eq!(state["sync"]["last_revision"], first.as_str(), "{state}");
     assert!(
@@ -271,8 +272,17 @@ async fn health_follows_rollout_and_scaffold_pushes_the_cluster_overlay() {
     let cluster = TestCluster::start("health").await.unwrap();
     let server = serve(&repo, &[]);
     server.register("shop", &cluster, "eks", &["--sync-mode", "manual"]);
-    // manual: nothing happens until asked
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // manual: nothing happens until asked, even once the controller has
+    // fetched the revision an automatic cluster would be synced to
+    let head = git(&repo.work, &["rev-parse", "HEAD"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.get("/api/v1/repository").await["head"]["id"] != head.as_str() {
+        assert!(
+            Instant::now() < deadline,
+            "the repository was never fetched"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let state = server.get("/api/v1/clusters/shop").await;
     assert_eq!(state["sync"]["status"], "never", "{state}");
 
