@@ -29,6 +29,9 @@ fi
 cache="${PILOTHOUSE_CACHE:-$HOME/.cache/pilothouse}"
 # Rust build output lives outside the clone too, so a fresh clone builds warm.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/cargo-target}"
+# Incremental data is per checkout path: for fresh clones (CI) it only
+# fills the disk (tens of GiB over a few runs). Set it to 1 to keep it.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
