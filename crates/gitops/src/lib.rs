@@ -289,14 +289,35 @@ impl Mirror {
         })
     }
 
+    /// The commit `id` names: [`GitError::RevisionNotFound`] when nothing
+    /// (or no commit) goes by that name, libgit2's own error otherwise (an
+    /// unreadable object store is not a missing revision).
     fn commit(&self, id: &str) -> Result<git2::Commit<'_>, GitError> {
+        let missing_or = |error: git2::Error, doing: &str| {
+            if matches!(
+                error.code(),
+                git2::ErrorCode::NotFound
+                    | git2::ErrorCode::Ambiguous
+                    | git2::ErrorCode::InvalidSpec
+                    | git2::ErrorCode::Peel
+            ) || error.class() == git2::ErrorClass::Object
+                && error.code() == git2::ErrorCode::GenericError
+            {
+                GitError::RevisionNotFound(id.to_owned())
+            } else {
+                GitError::Git {
+                    context: format!("{doing} {id}"),
+                    source: error,
+                }
+            }
+        };
         let object = self
             .repo
             .revparse_single(id)
-            .map_err(|_| GitError::RevisionNotFound(id.to_owned()))?;
+            .map_err(|error| missing_or(error, "reading revision"))?;
         object
             .peel_to_commit()
-            .map_err(|_| GitError::RevisionNotFound(id.to_owned()))
+            .map_err(|error| missing_or(error, "reading the commit of"))
     }
 
     /// Writes the tree of revision `id` into `dest`, which must not exist yet:

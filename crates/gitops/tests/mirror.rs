@@ -141,10 +141,18 @@ fn missing_branches_revisions_and_remotes_are_clear_errors() {
     )
     .unwrap();
     mirror.fetch().unwrap();
-    assert!(matches!(
-        mirror.revision("0123456789abcdef"),
-        Err(GitError::RevisionNotFound(_))
-    ));
+    for missing in [
+        "0123456789abcdef",
+        "not a revision",
+        "main~50",
+        "no-such-branch",
+    ] {
+        let found = mirror.revision(missing);
+        assert!(
+            matches!(found, Err(GitError::RevisionNotFound(_))),
+            "{missing}: {found:?}"
+        );
+    }
     let nowhere = data.path().join("no-such-repo");
     let mirror = Mirror::open(&data.path().join("m3"), nowhere.to_str().unwrap(), "main").unwrap();
     let error = mirror.fetch().unwrap_err();

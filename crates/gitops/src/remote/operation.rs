@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use git2::{CertificateCheckStatus, Cred, CredentialType, ErrorClass, ErrorCode, RemoteCallbacks};
@@ -167,9 +167,7 @@ impl Operation {
     /// The last lines the server sent on the side band (a hook's output,
     /// say), without progress counters; at most five.
     pub(crate) fn remote_messages(&self) -> Vec<String> {
-        let Ok(messages) = self.messages.lock() else {
-            return Vec::new();
-        };
+        let messages = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
         let lines: Vec<String> = messages
             .split(['\n', '\r'])
             .map(str::trim)
@@ -180,36 +178,38 @@ impl Operation {
     }
 
     fn record_message(&self, text: &[u8]) {
-        if let Ok(mut messages) = self.messages.lock() {
-            messages.push_str(&String::from_utf8_lossy(text));
-            if messages.len() > MESSAGES_KEPT {
-                let mut cut = messages.len() - MESSAGES_KEPT;
-                while !messages.is_char_boundary(cut) {
-                    cut += 1;
-                }
-                messages.drain(..cut);
+        let mut messages = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
+        messages.push_str(&String::from_utf8_lossy(text));
+        if messages.len() > MESSAGES_KEPT {
+            let mut cut = messages.len() - MESSAGES_KEPT;
+            while !messages.is_char_boundary(cut) {
+                cut += 1;
             }
+            messages.drain(..cut);
         }
     }
 
     /// The refs the server refused in a push, with its reasons.
     pub(crate) fn push_rejections(&self) -> Vec<(String, String)> {
+        // a poisoned lock still holds every rejection recorded: none is lost
         self.push_rejections
             .lock()
-            .map(|rejections| rejections.clone())
-            .unwrap_or_default()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn take_failure(&self) -> Option<GitError> {
-        self.failure.lock().ok()?.take()
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// Records the first failure and hands libgit2 an error to stop with.
     fn fail(&self, error: GitError) -> git2::Error {
         let message = error.to_string();
-        if let Ok(mut failure) = self.failure.lock()
-            && failure.is_none()
-        {
+        let mut failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+        if failure.is_none() {
             *failure = Some(error);
         }
         git2::Error::from_str(&message)
@@ -249,10 +249,12 @@ impl Operation {
         });
         let state = Arc::clone(self);
         callbacks.push_update_reference(move |reference, status| {
-            if let Some(reason) = status
-                && let Ok(mut rejections) = state.push_rejections.lock()
-            {
-                rejections.push((reference.to_owned(), reason.to_owned()));
+            if let Some(reason) = status {
+                state
+                    .push_rejections
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((reference.to_owned(), reason.to_owned()));
             }
             Ok(())
         });
