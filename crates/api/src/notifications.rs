@@ -7,7 +7,7 @@
 use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use pilothouse_incidents::{parse_group_by, parse_matchers};
+use pilothouse_incidents::{parse_group_by, parse_matchers, parse_route};
 use pilothouse_notify::ReceiverConfig;
 use pilothouse_store::{
     ApiToken, OutboxRecord, ReceiverKind, ReceiverRecord, ReceiverWrite, RouteRecord, RouteWrite,
@@ -309,9 +309,8 @@ pub struct RouteView {
 
 impl From<RouteRecord> for RouteView {
     fn from(record: RouteRecord) -> Self {
-        let error = parse_matchers(&record.matchers)
+        let error = parse_route(&record.matchers, &record.group_by)
             .err()
-            .or_else(|| parse_group_by(&record.group_by).err())
             .map(|error| error.to_string());
         Self {
             error,

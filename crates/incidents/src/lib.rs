@@ -68,7 +68,7 @@ pub use crate::error::IncidentsError;
 pub use crate::notify::{
     Alert, AlertLabels, DEFAULT_GROUP_INTERVAL_MS, DEFAULT_GROUP_WAIT_MS,
     DEFAULT_REPEAT_INTERVAL_MS, Dispatcher, Flush, GroupAlert, GroupState, Label, MatchOp, Matcher,
-    Notification, RouteSpec, SilenceSpec, parse_group_by, parse_matchers,
+    Notification, RouteSpec, SilenceSpec, parse_group_by, parse_matchers, parse_route,
 };
 pub use crate::reason::{Reason, Severity};
 pub use crate::workload::{Workload, workload_of};

@@ -68,7 +68,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-pub use self::matcher::{AlertLabels, Label, MatchOp, Matcher, parse_group_by, parse_matchers};
+pub use self::matcher::{
+    AlertLabels, Label, MatchOp, Matcher, parse_group_by, parse_matchers, parse_route,
+};
 
 /// How long a new group waits for more alerts before its first
 /// notification: 30 seconds.

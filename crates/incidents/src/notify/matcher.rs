@@ -325,6 +325,15 @@ pub fn parse_group_by(labels: &[String]) -> Result<Vec<Label>, IncidentsError> {
     labels.iter().map(|label| Label::from_str(label)).collect()
 }
 
+/// Reads a stored route's matchers and `group_by` labels, as the API checks
+/// them and the dispatcher uses them: the first error of either.
+pub fn parse_route(
+    matchers: &Value,
+    group_by: &[String],
+) -> Result<(Vec<Matcher>, Vec<Label>), IncidentsError> {
+    Ok((parse_matchers(matchers)?, parse_group_by(group_by)?))
+}
+
 /// Reads a list of matchers, `[{"label": "cluster", "op": "=", "value":
 /// "aks"}, …]`, checking labels, operators and patterns; an error names the
 /// first bad matcher by position and text and says what is wrong with it.

@@ -15,6 +15,7 @@ mod writer;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -89,23 +90,33 @@ pub struct Monitor {
     unreadable: UnreadableCounts,
 }
 
-/// See [`pilothouse_api::UnreadableEntries`].
+/// See [`pilothouse_api::UnreadableEntries`]: routes and silences are
+/// counted at each reload, groups at start.
 #[derive(Default)]
-struct UnreadableCounts(std::sync::Mutex<pilothouse_api::UnreadableEntries>);
+struct UnreadableCounts {
+    routes: AtomicU64,
+    silences: AtomicU64,
+    groups: AtomicU64,
+}
 
 impl UnreadableCounts {
     fn get(&self) -> pilothouse_api::UnreadableEntries {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        pilothouse_api::UnreadableEntries {
+            routes: self.routes.load(Ordering::Relaxed),
+            silences: self.silences.load(Ordering::Relaxed),
+            groups: self.groups.load(Ordering::Relaxed),
+        }
     }
 
-    fn set(&self, counts: pilothouse_api::UnreadableEntries) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = counts;
+    /// What the last reload of routes and silences could not read.
+    fn reloaded(&self, routes: u64, silences: u64) {
+        self.routes.store(routes, Ordering::Relaxed);
+        self.silences.store(silences, Ordering::Relaxed);
+    }
+
+    /// A stored notification group could not be restored.
+    fn group_unreadable(&self) {
+        self.groups.fetch_add(1, Ordering::Relaxed);
     }
 }
 

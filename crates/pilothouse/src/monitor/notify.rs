@@ -15,10 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use pilothouse_api::UnreadableEntries as Unreadable;
 use pilothouse_incidents::{
-    Alert, AlertLabels, Dispatcher, Flush, GroupState, RouteSpec, SilenceSpec, parse_group_by,
-    parse_matchers,
+    Alert, AlertLabels, Dispatcher, Flush, GroupState, RouteSpec, SilenceSpec, parse_matchers,
+    parse_route,
 };
 use pilothouse_notify::{Deliverer, DelivererOptions, IncidentSummary, Payload, ReceiverConfig};
 use pilothouse_store::{
@@ -129,9 +128,7 @@ impl Monitor {
                 }
                 Err(error) => {
                     tracing::error!(route = group.route_id, group = %group.group_key, %error, "a stored notification group is unreadable; it starts anew");
-                    let mut counts = self.unreadable.get();
-                    counts.groups += 1;
-                    self.unreadable.set(counts);
+                    self.unreadable.group_unreadable();
                 }
             }
         }
@@ -451,10 +448,7 @@ impl DispatchState {
 
     /// Reads routes, receivers and silences anew.
     async fn reload(&mut self, monitor: &Monitor) -> anyhow::Result<()> {
-        let mut unreadable = Unreadable {
-            groups: monitor.unreadable.get().groups,
-            ..Unreadable::default()
-        };
+        let (mut unreadable_routes, mut unreadable_silences) = (0, 0);
         let mut routes = Vec::new();
         self.receivers.clear();
         for route in monitor.store.list_routes().await? {
@@ -462,13 +456,11 @@ impl DispatchState {
                 .insert(route.receiver_id, route.receiver.clone());
             // an unreadable route routes nothing; the API shows it with
             // its error, and /metrics counts it
-            let (matchers, group_by) = match parse_matchers(&route.matchers)
-                .and_then(|matchers| Ok((matchers, parse_group_by(&route.group_by)?)))
-            {
+            let (matchers, group_by) = match parse_route(&route.matchers, &route.group_by) {
                 Ok(read) => read,
                 Err(error) => {
                     tracing::error!(route = route.id, %error, "a stored route is unreadable; it routes nothing until it is replaced");
-                    unreadable.routes += 1;
+                    unreadable_routes += 1;
                     continue;
                 }
             };
@@ -497,13 +489,15 @@ impl DispatchState {
                 }),
                 Err(error) => {
                     tracing::error!(silence = silence.id, %error, "a stored silence is unreadable; it mutes nothing until it is replaced");
-                    unreadable.silences += 1;
+                    unreadable_silences += 1;
                 }
             }
         }
         self.dispatcher.set_routes(routes);
         self.dispatcher.set_silences(silences);
-        monitor.unreadable.set(unreadable);
+        monitor
+            .unreadable
+            .reloaded(unreadable_routes, unreadable_silences);
         Ok(())
     }
 }
