@@ -258,41 +258,18 @@ pub async fn watch(
                     if resumed.elapsed() >= options.watch_timeout {
                         progress.failures = 0;
                     }
-                    let delay = match failure(kind, &error) {
-                        Failure::Expired => options.base_backoff,
-                        Failure::Failed(message) => {
-                            progress.failures += 1;
-                            let starts_over =
-                                progress.failures >= UNREACHABLE_AFTER && !progress.unreachable;
-                            if starts_over {
-                                progress.unreachable = true;
-                                let event = WatchEvent::Unreachable { kind, message };
-                                if events.send(event).await.is_err() {
-                                    return;
-                                }
-                            }
-                            let delay = backoff.jittered_delay(progress.failures);
-                            if starts_over {
-                                if !pause(delay, &events).await {
-                                    return;
-                                }
-                                continue 'streams;
-                            }
-                            delay
-                        }
-                        Failure::Refused(message) => {
-                            progress.failures += 1;
-                            if !std::mem::replace(&mut progress.refused, true) {
-                                let event = WatchEvent::Refused { kind, message };
-                                if events.send(event).await.is_err() {
-                                    return;
-                                }
-                            }
-                            options.max_backoff
-                        }
+                    let (delay, start_over) = match progress
+                        .failed(kind, &error, &options, &backoff, &events)
+                        .await
+                    {
+                        Some(next) => next,
+                        None => return,
                     };
                     if !pause(delay, &events).await {
                         return;
+                    }
+                    if start_over {
+                        continue 'streams;
                     }
                     resumed = std::time::Instant::now();
                     continue;
@@ -306,6 +283,41 @@ pub async fn watch(
 }
 
 impl Progress {
+    /// Counts a failure of the watcher and reports what it means (the
+    /// cluster unreachable, or the kind refused, once each): how long to
+    /// wait, and whether the watch then starts over with a list (it was
+    /// just reported unreachable). `None` when the receiver is gone.
+    async fn failed(
+        &mut self,
+        kind: WatchedKind,
+        error: &watcher::Error,
+        options: &WatchOptions,
+        backoff: &Backoff,
+        events: &mpsc::Sender<WatchEvent>,
+    ) -> Option<(Duration, bool)> {
+        match failure(kind, error) {
+            Failure::Expired => Some((options.base_backoff, false)),
+            Failure::Failed(message) => {
+                self.failures += 1;
+                let start_over = self.failures >= UNREACHABLE_AFTER && !self.unreachable;
+                if start_over {
+                    self.unreachable = true;
+                    let event = WatchEvent::Unreachable { kind, message };
+                    events.send(event).await.ok()?;
+                }
+                Some((backoff.jittered_delay(self.failures), start_over))
+            }
+            Failure::Refused(message) => {
+                self.failures += 1;
+                if !std::mem::replace(&mut self.refused, true) {
+                    let event = WatchEvent::Refused { kind, message };
+                    events.send(event).await.ok()?;
+                }
+                Some((options.max_backoff, false))
+            }
+        }
+    }
+
     /// Sends what one watcher event means; `false` when the receiver is gone.
     async fn pass_on(
         &mut self,
